@@ -1,0 +1,1 @@
+"""Stage 1: production logs and feedback into the store."""

