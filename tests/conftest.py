@@ -15,7 +15,10 @@ def good_record(i: int = 1, **overrides) -> dict:
         "user_id": "u-0007",
         "request": {
             "model": "llama-3.1-70b-instruct",
-            "messages": [{"role": "system", "content": "route"}, {"role": "user", "content": f"vpn down {i}"}],
+            "messages": [
+                {"role": "system", "content": "route"},
+                {"role": "user", "content": f"vpn down {i}"},
+            ],
         },
         "response": {"choices": [{"index": 0, "message": {"role": "assistant", "content": "it_help"}}]},
         "routed_expert": "it_help",

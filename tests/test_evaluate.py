@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import chi2
+
 from flywheel.evaluate.cost import cost_per_1k_from_hardware, cost_per_1k_from_tokens
 from flywheel.evaluate.metrics import (
     accuracy_with_ci,
@@ -22,7 +24,6 @@ from flywheel.evaluate.plots import (
     plot_per_expert,
 )
 from flywheel.evaluate.promote import PromotionRule, choose_promotion
-from scipy.stats import chi2
 
 Z_975 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 

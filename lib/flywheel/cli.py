@@ -11,7 +11,9 @@ import typer
 
 from flywheel.config import REPO_ROOT, load_config
 
-app = typer.Typer(help="Research workbench for LLM data flywheels.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Research workbench for LLM data flywheels.", no_args_is_help=True, add_completion=False
+)
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="cycle config (YAML)")]
@@ -19,9 +21,9 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="cycle config
 
 @app.command("demo-data")
 def demo_data(
-    out: Annotated[Path, typer.Option(help="folder for logs.jsonl, hidden_truth.jsonl, demo_meta.json")] = Path(
-        "runs/demo_data"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="folder for logs.jsonl, hidden_truth.jsonl, demo_meta.json")
+    ] = Path("runs/demo_data"),
     config: ConfigOption = DEFAULT_CONFIG,
     n: Annotated[int | None, typer.Option(help="interactions (default: from the config)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed (default: from the config)")] = None,

@@ -40,7 +40,9 @@ class StoreConfig(_Strict):
     """The interaction store. `url` may be overridden by the FLYWHEEL_STORE_URL environment variable
     (the place for a team database URL with a password)."""
 
-    url: str | None = Field(default=None, description="SQLAlchemy URL; default: runs/store-<name>.db (SQLite)")
+    url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: runs/store-<name>.db (SQLite)"
+    )
 
 
 class ReviewConfig(_Strict):

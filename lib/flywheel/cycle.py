@@ -36,7 +36,9 @@ def hardware() -> dict:
     return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "gpus": gpus}
 
 
-def create_run(config_path: str | Path, run_path: str | Path | None = None, runs_root: str | Path = "runs") -> RunDir:
+def create_run(
+    config_path: str | Path, run_path: str | Path | None = None, runs_root: str | Path = "runs"
+) -> RunDir:
     """Make a new run directory holding a copy of the config and a fresh manifest."""
     config_path = Path(config_path)
     config = load_config(config_path)  # fail early on a bad config, before anything is written

@@ -39,7 +39,9 @@ def resolve_model_source(source: str) -> Path:
     path = Path(source).expanduser()
     if path.is_dir():
         return path
-    raise FileNotFoundError(f"unknown model source {source!r}: not one of {sorted(MODEL_SOURCES)} nor a folder")
+    raise FileNotFoundError(
+        f"unknown model source {source!r}: not one of {sorted(MODEL_SOURCES)} nor a folder"
+    )
 
 
 def write_candidate_card(folder: Path, **card) -> None:

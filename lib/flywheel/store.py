@@ -150,7 +150,9 @@ class Store:
 
     def reviews_frame(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
-            return pd.read_sql(sa.select(reviews).order_by(reviews.c.interaction_id, reviews.c.reviewer), conn)
+            return pd.read_sql(
+                sa.select(reviews).order_by(reviews.c.interaction_id, reviews.c.reviewer), conn
+            )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

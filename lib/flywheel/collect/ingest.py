@@ -163,7 +163,9 @@ def _ingest_file(store: Store, path: Path, report: IngestReport, progress: bool)
             elif known == row["content_hash"]:
                 report.duplicates += 1
             else:
-                quarantine(row.pop("line"), row.pop("raw"), f"id {row['id']!r} already stored with other content")
+                quarantine(
+                    row.pop("line"), row.pop("raw"), f"id {row['id']!r} already stored with other content"
+                )
         for row in fresh:
             del row["line"], row["raw"]
         accepted = store.add_interactions(fresh)

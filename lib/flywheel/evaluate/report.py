@@ -9,7 +9,12 @@ import pandas as pd
 
 from flywheel.config import Config
 from flywheel.evaluate.metrics import confusion, per_expert_report
-from flywheel.evaluate.plots import plot_accuracy_vs_cost, plot_accuracy_vs_latency, plot_confusion, plot_per_expert
+from flywheel.evaluate.plots import (
+    plot_accuracy_vs_cost,
+    plot_accuracy_vs_latency,
+    plot_confusion,
+    plot_per_expert,
+)
 from flywheel.evaluate.promote import PromotionRule, choose_promotion
 from flywheel.evaluate.scoring import BASELINE, baseline_row, candidate_row, headline_table
 from flywheel.models import load_router
@@ -28,7 +33,9 @@ class Evaluation:
         return headline_table(self.rows, self.decision["promoted"])
 
 
-def evaluate_all(config: Config, test: pd.DataFrame, logs: pd.DataFrame, candidate_dirs: dict[str, Path]) -> Evaluation:
+def evaluate_all(
+    config: Config, test: pd.DataFrame, logs: pd.DataFrame, candidate_dirs: dict[str, Path]
+) -> Evaluation:
     """Baseline from its logs, each candidate measured here; then the promotion rule."""
     baseline = baseline_row(test, logs, config.eval)
     rows = [baseline]
@@ -44,9 +51,14 @@ def evaluate_all(config: Config, test: pd.DataFrame, logs: pd.DataFrame, candida
     return Evaluation(rows, predictions, decision, rule)
 
 
-def save_plots(run: RunDir, evaluation: Evaluation, test: pd.DataFrame, experts: list[str]) -> dict[str, Path]:
+def save_plots(
+    run: RunDir, evaluation: Evaluation, test: pd.DataFrame, experts: list[str]
+) -> dict[str, Path]:
     """The cycle's figures as PNGs in the run directory."""
-    paths = {"accuracy_vs_cost": run.plot("accuracy_vs_cost.png"), "accuracy_vs_latency": run.plot("accuracy_vs_latency.png")}
+    paths = {
+        "accuracy_vs_cost": run.plot("accuracy_vs_cost.png"),
+        "accuracy_vs_latency": run.plot("accuracy_vs_latency.png"),
+    }
     plot_accuracy_vs_cost(evaluation.rows, paths["accuracy_vs_cost"])
     plot_accuracy_vs_latency(evaluation.rows, paths["accuracy_vs_latency"])
     truth = test["label"].tolist()
@@ -55,7 +67,9 @@ def save_plots(run: RunDir, evaluation: Evaluation, test: pd.DataFrame, experts:
         paths[f"confusion_{name}"] = run.plot(f"confusion_{name}.png")
         plot_confusion(matrix, experts, columns, f"Confusion: {name}", paths[f"confusion_{name}"])
         paths[f"per_expert_{name}"] = run.plot(f"per_expert_{name}.png")
-        plot_per_expert(per_expert_report(truth, predicted, experts), f"Per expert: {name}", paths[f"per_expert_{name}"])
+        plot_per_expert(
+            per_expert_report(truth, predicted, experts), f"Per expert: {name}", paths[f"per_expert_{name}"]
+        )
     return paths
 
 
@@ -69,7 +83,7 @@ def save_predictions(run: RunDir, evaluation: Evaluation, test: pd.DataFrame) ->
 
 
 def write_summary(run: RunDir, evaluation: Evaluation, ground_truth: dict) -> dict:
-    """summary.json: baseline and each candidate (accuracy with 95% CI, latency, cost per 1k), the promotion."""
+    """summary.json: baseline and candidates (accuracy with 95% CI, latency, cost per 1k), the promotion."""
     summary = {
         "cycle_id": run.cycle_id,
         "written_at": now_iso(),

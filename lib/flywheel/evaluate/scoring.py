@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,21 +47,39 @@ def _latency(seconds: list[float]) -> dict:
     return stats
 
 
+@contextmanager
+def single_cpu_thread():
+    """Batch-1 queries are timed on one CPU thread: a small model's ops are too short to share, and
+    with two threads one busy core elsewhere on the machine made each query ~30x slower here."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def time_router(router: Router, texts: list[str], n_queries: int, warmup: int) -> dict:
     """Per-query latency at batch 1 after warm-up, and throughput at a larger batch."""
-    for text in texts[:warmup]:
-        router.predict([text])
-    sample = texts[:n_queries]
     seconds = []
-    for text in tqdm(sample, desc=f"latency {router.name}", leave=False):
-        started = time.perf_counter()
-        router.predict([text])
-        seconds.append(time.perf_counter() - started)
+    with single_cpu_thread():
+        for text in texts[:warmup]:
+            router.predict([text])
+        for text in tqdm(texts[:n_queries], desc=f"latency {router.name}", leave=False):
+            started = time.perf_counter()
+            router.predict([text])
+            seconds.append(time.perf_counter() - started)
     batch = (texts * (THROUGHPUT_BATCH // max(len(texts), 1) + 1))[:THROUGHPUT_BATCH]
     started = time.perf_counter()
     router.predict(batch)
     throughput = len(batch) / (time.perf_counter() - started)
-    return {**_latency(seconds), "throughput_qps": round(throughput, 1), "seconds_per_query": float(np.mean(seconds))}
+    return {
+        **_latency(seconds),
+        "throughput_qps": round(throughput, 1),
+        "seconds_per_query": float(np.mean(seconds)),
+    }
 
 
 def candidate_row(
@@ -75,7 +94,9 @@ def candidate_row(
         "name": router.name,
         **accuracy_with_ci(truth, predictions, alpha=eval_cfg.alpha),
         **timing,
-        "cost_per_1k": cost_per_1k_from_hardware(timing["seconds_per_query"], eval_cfg.prices.hardware_usd_per_hour),
+        "cost_per_1k": cost_per_1k_from_hardware(
+            timing["seconds_per_query"], eval_cfg.prices.hardware_usd_per_hour
+        ),
         "cost_basis": eval_cfg.prices.hardware_note,
         "latency_source": "measured here, batch 1",
         "mcnemar_p": paired["p_value"],

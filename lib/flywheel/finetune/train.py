@@ -114,7 +114,8 @@ def _train_encoder(
         data_seed=seed,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         dataloader_num_workers=0,
-        disable_tqdm=False,
+        dataloader_pin_memory=on_gpu,
+        disable_tqdm=True,
     )
     trainer = Trainer(
         model=model,
@@ -166,7 +167,9 @@ def _plot_loss(losses: list[tuple[int, float]], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def train_all(candidates: list[CandidateConfig], train: pd.DataFrame, experts: list[str], out_root: Path, seed: int) -> dict:
+def train_all(
+    candidates: list[CandidateConfig], train: pd.DataFrame, experts: list[str], out_root: Path, seed: int
+) -> dict:
     """Train every candidate; one already trained in this run (training.json present) is not redone."""
     records = {}
     for candidate in candidates:
@@ -180,6 +183,15 @@ def train_all(candidates: list[CandidateConfig], train: pd.DataFrame, experts: l
 
 
 def training_table(records: dict) -> pd.DataFrame:
-    columns = ["kind", "parameters", "trainable_parameters", "train_examples", "steps", "final_loss",
-               "train_seconds", "samples_per_second", "peak_rss_mb"]
+    columns = [
+        "kind",
+        "parameters",
+        "trainable_parameters",
+        "train_examples",
+        "steps",
+        "final_loss",
+        "train_seconds",
+        "samples_per_second",
+        "peak_rss_mb",
+    ]
     return pd.DataFrame.from_dict(records, orient="index").reindex(columns=columns)

@@ -16,9 +16,18 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from flywheel.runs import atomic_write_json
-from flywheel.triage.panel import AMBIGUOUS, OUT_OF_SCOPE
+from flywheel.triage.panel import AMBIGUOUS
 
-SPLIT_COLUMNS = ["id", "text", "label", "label_source", "routed_expert", "timestamp", "tokens_in", "tokens_out"]
+SPLIT_COLUMNS = [
+    "id",
+    "text",
+    "label",
+    "label_source",
+    "routed_expert",
+    "timestamp",
+    "tokens_in",
+    "tokens_out",
+]
 
 
 @dataclass
@@ -106,8 +115,9 @@ def build_ground_truth(
             "test": len(test),
         },
         "label_sources": labelled["label_source"].value_counts().to_dict(),
-        "per_expert": pd.crosstab(pd.concat([train["label"], test["label"]]),
-                                  ["train"] * len(train) + ["test"] * len(test)).to_dict(orient="index"),
+        "per_expert": pd.crosstab(
+            pd.concat([train["label"], test["label"]]), ["train"] * len(train) + ["test"] * len(test)
+        ).to_dict(orient="index"),
         "leakage_check": {"normalised_texts_in_both_splits": len(leaks), "passed": not leaks},
         "split": {"test_size": test_size, "seed": seed, "stratified_by": "label"},
         "pii": "text is the PII-masked query",

@@ -29,6 +29,11 @@ class SimulatedPanel:
     """Experts who answer from the hidden truth, wrong with probability `error_rate`."""
 
     def __init__(self, truth_path: Path, experts: list[str], error_rate: float, seed: int, size: int = 1):
+        if not Path(truth_path).is_file():
+            raise FileNotFoundError(
+                f"review.mode=simulate needs the demo's hidden truth ({truth_path}); "
+                "it exists only for source.kind=demo"
+            )
         self.truth = {row["id"]: row for row in map(json.loads, Path(truth_path).read_text().splitlines())}
         self.experts = list(experts)
         self.error_rate = error_rate

@@ -1,0 +1,276 @@
+"""The seeded demo data: determinism, the story's proportions, log hygiene, PII, traffic shift, difficulty."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from flywheel.demo import phrasebook as pb
+from flywheel.demo.generator import _fill, generate_demo, tfidf_baseline_accuracy
+from flywheel.schema import Interaction
+
+CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
+FILES = ("logs.jsonl", "hidden_truth.jsonl", "demo_meta.json")
+
+
+@pytest.fixture(scope="module")
+def experts() -> dict[str, str]:
+    return yaml.safe_load(CONFIG.read_text())["experts"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, experts: dict[str, str]) -> dict:
+    """The reference demo (seed 7, 1,200 interactions), parsed once for the module."""
+    out = tmp_path_factory.mktemp("demo7")
+    meta = generate_demo(out, experts, n_interactions=1200, seed=7)
+    raw = (out / "logs.jsonl").read_text(encoding="utf-8").splitlines()
+    good: dict[str, Interaction] = {}
+    bad: list[str] = []
+    for line in raw:
+        try:
+            ix = Interaction.model_validate(json.loads(line))
+        except (json.JSONDecodeError, ValidationError):
+            bad.append(line)
+            continue
+        good.setdefault(ix.id, ix)
+    truth = {
+        row["id"]: row
+        for row in map(json.loads, (out / "hidden_truth.jsonl").read_text(encoding="utf-8").splitlines())
+    }
+    return {"out": out, "meta": meta, "raw": raw, "good": good, "bad": bad, "truth": truth}
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+# --- determinism ------------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_bytes_different_seed_different(tmp_path: Path, experts: dict[str, str]) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    generate_demo(a, experts, n_interactions=300, seed=11)
+    generate_demo(b, experts, n_interactions=300, seed=11)
+    generate_demo(c, experts, n_interactions=300, seed=12)
+    for name in FILES:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (a / "logs.jsonl").read_bytes() != (c / "logs.jsonl").read_bytes()
+    assert (a / "hidden_truth.jsonl").read_bytes() != (c / "hidden_truth.jsonl").read_bytes()
+    assert not [p.name for p in a.iterdir() if p.name not in FILES]  # no temp files left behind
+
+
+def test_full_size_generation_is_fast_and_reproducible(
+    demo: dict, experts: dict[str, str], tmp_path: Path
+) -> None:
+    start = datetime.now()
+    generate_demo(tmp_path, experts, n_interactions=1200, seed=7)
+    assert (datetime.now() - start).total_seconds() < 10
+    for name in FILES:
+        assert (tmp_path / name).read_bytes() == (demo["out"] / name).read_bytes(), name
+
+
+# --- the story's proportions ------------------------------------------------------------------------------
+
+
+def test_proportions_match_the_reference_case(demo: dict) -> None:
+    good, truth = demo["good"], demo["truth"]
+    assert len(good) == 1200
+    in_scope = [ix for ix in good.values() if truth[ix.id]["true_expert"] is not None]
+    accuracy = sum(ix.routed_expert == truth[ix.id]["true_expert"] for ix in in_scope) / len(in_scope)
+    assert 0.945 <= accuracy <= 0.975
+
+    # Satisfaction measured from the logged feedback agrees with the truth file.
+    for ix in good.values():
+        assert ix.feedback is not None and ix.feedback.satisfied == truth[ix.id]["satisfied"]
+    unsatisfied = [t for t in truth.values() if not t["satisfied"]]
+    assert 0.36 <= len(unsatisfied) / len(good) <= 0.44
+
+    causes = Counter(t["cause"] for t in unsatisfied)
+    assert 0.07 <= causes["routing"] / len(unsatisfied) <= 0.12
+    assert 0.08 <= causes["out_of_scope"] / len(unsatisfied) <= 0.16
+    assert causes["retrieval"] + causes["generation"] > 0.7 * len(unsatisfied)  # most are not routing
+    assert 0.05 <= (len(good) - len(in_scope)) / len(good) <= 0.08
+
+    meta = demo["meta"]
+    assert meta["synthetic"] is True
+    assert meta["production_accuracy_in_scope"] == pytest.approx(accuracy, abs=1e-4)
+    assert meta["counts"]["unsatisfied"] == len(unsatisfied)
+
+
+def test_truth_is_consistent_with_the_logs(demo: dict) -> None:
+    good, truth = demo["good"], demo["truth"]
+    misrouted = 0
+    for ix in good.values():
+        t = truth[ix.id]
+        wrong = t["true_expert"] is not None and ix.routed_expert != t["true_expert"]
+        misrouted += wrong
+        if t["satisfied"]:
+            assert t["cause"] == "none"
+        elif t["true_expert"] is None:
+            assert t["cause"] == "out_of_scope"
+        else:
+            assert (t["cause"] == "routing") == wrong
+    # Most misroutes are rated unsatisfactory, not all; misroutes concentrate on confusers.
+    routing = sum(t["cause"] == "routing" for t in truth.values())
+    assert 0.75 <= routing / misrouted < 1.0
+    confuser_misroutes = sum(
+        t["confuser"] and good[i].routed_expert != t["true_expert"] for i, t in truth.items()
+    )
+    assert confuser_misroutes > 0.4 * misrouted
+
+
+# --- log hygiene --------------------------------------------------------------------------------------------
+
+
+def test_good_lines_validate_and_broken_lines_do_not(demo: dict, experts: dict[str, str]) -> None:
+    raw, good, bad, truth = demo["raw"], demo["good"], demo["bad"], demo["truth"]
+    assert 6 <= len(bad) <= 10
+    assert set(good) == set(truth)  # every good id has a truth row and vice versa
+    assert len(raw) == len(good) + len(bad) + sum(n - 1 for n in Counter(raw).values() if n > 1)
+    duplicates = [line for line, n in Counter(raw).items() if n > 1]
+    assert 8 <= len(duplicates) <= 12
+    assert all(line not in bad for line in duplicates)
+    for line in bad:  # broken lines still carry an id where they can, but never one in the truth file
+        ids = re.findall(r"ix-\d{6}", line)
+        assert not ids or ids[0] not in truth
+    assert len({t["true_expert"] for t in truth.values()} - {None}) >= 6
+    assert {ix.routed_expert for ix in good.values()} <= set(experts)
+
+
+def test_records_look_like_production(demo: dict, experts: dict[str, str]) -> None:
+    good = list(demo["good"].values())
+    first_copies = []
+    seen = set()
+    for line in demo["raw"]:  # timestamp order, ignoring the duplicate copies
+        if line not in demo["bad"] and line not in seen:
+            seen.add(line)
+            first_copies.append(json.loads(line)["timestamp"])
+    assert first_copies == sorted(first_copies)
+    for ix in good:
+        system = ix.request["messages"][0]["content"]
+        assert all(f"{name}: {desc}" in system for name, desc in experts.items())
+        assert ix.response["choices"][0]["message"]["content"] == ix.routed_expert
+        assert ix.tokens_in == ix.response["usage"]["prompt_tokens"]
+        assert abs(ix.tokens_in - (len(system) + len(ix.query)) / 4) < 40
+        assert 0 < ix.ttft_ms < ix.latency_ms
+        assert ix.timestamp.weekday() < 5 and 8 <= ix.timestamp.hour <= 18  # a late session may run over
+    latencies = sorted(ix.latency_ms for ix in good)
+    assert 700 <= latencies[len(latencies) // 2] <= 2500
+    assert len({ix.user_id for ix in good}) >= 100
+    assert len({ix.session_id for ix in good}) < len(good) * 0.7  # sessions hold several questions
+    comments = [ix.feedback.comment for ix in good if ix.feedback and ix.feedback.comment]
+    assert len(set(comments)) >= 20
+    ratings = sum(ix.feedback.rating is not None for ix in good if ix.feedback)
+    assert 0.08 <= ratings / len(good) <= 0.22
+
+
+def test_queries_are_varied_and_messy(demo: dict) -> None:
+    queries = [ix.query for ix in demo["good"].values()]
+    assert len(set(queries)) > 0.75 * len(queries)
+    assert sum(len(q.split()) <= 2 for q in queries) > 50  # "vpn down", "401k?"
+    assert sum(len(q) > 120 for q in queries) > 50  # rambling multi-sentence questions
+    assert sum(q == q.lower() for q in queries) > 200
+
+
+# --- PII and traffic shift ----------------------------------------------------------------------------------
+
+
+def test_pii_present(demo: dict) -> None:
+    text = "\n".join(ix.query for ix in demo["good"].values())
+    assert re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text)
+    assert re.search(r"\(\d{3}\) \d{3}-\d{4}|\b\d{3}[-.]\d{3}[-.]\d{4}\b|\+\d{1,2}(?: \d{2,4}){3}\b", text)
+    assert re.search(r"\bEMP-\d{6}\b", text)
+    assert re.search(r"\b10\.\d{1,3}\.\d{1,3}\.\d{1,3}\b", text)
+    cards = [re.sub(r"\D", "", m) for m in re.findall(r"\b(?:\d{4}[ -]?){3}\d{4}\b", text)]
+    assert cards and all(luhn_ok(c) for c in cards)
+    assert 0.03 <= demo["meta"]["counts"]["pii_queries"] / len(demo["good"]) <= 0.08
+
+
+def test_launch_week_shifts_traffic_and_satisfaction(demo: dict) -> None:
+    start = date.fromisoformat(demo["meta"]["args"]["start"])
+    launch = demo["meta"]["launch"]["week"]
+    by_week: dict[int, list[dict]] = {}
+    for ix in demo["good"].values():
+        by_week.setdefault((ix.timestamp.date() - start).days // 7 + 1, []).append(demo["truth"][ix.id])
+
+    def share(rows: list[dict], pred) -> float:
+        return sum(map(pred, rows)) / len(rows)
+
+    docs = {w: share(rows, lambda t: t["true_expert"] == "product_docs") for w, rows in by_week.items()}
+    unsat = {w: share(rows, lambda t: not t["satisfied"]) for w, rows in by_week.items()}
+    it_help = {w: sum(t["true_expert"] == "it_help" for t in rows) for w, rows in by_week.items()}
+    others = [w for w in by_week if w != launch]
+    assert docs[launch] > max(docs[w] for w in others) + 0.05
+    assert it_help[launch] > 1.2 * sum(it_help[w] for w in others) / len(others)  # install trouble
+    assert unsat[launch] > max(unsat[w] for w in others)  # the new docs are not indexed yet
+    # New vocabulary arrives with the launch, and not before.
+    new_words = re.compile(r"helios( sdk)? 3\.0\b|helios 3\b|hlx", re.IGNORECASE)
+    weeks = [
+        (ix.timestamp.date() - start).days // 7 + 1
+        for ix in demo["good"].values()
+        if new_words.search(ix.query)
+    ]
+    assert len(weeks) >= 25 and min(weeks) == launch
+
+
+# --- difficulty ---------------------------------------------------------------------------------------------
+
+
+def test_bag_of_words_router_is_clearly_worse_than_production(demo: dict) -> None:
+    out = demo["out"]
+    accuracy = tfidf_baseline_accuracy(out / "logs.jsonl", out / "hidden_truth.jsonl", seed=0)
+    assert 0.65 <= accuracy <= 0.90
+    assert accuracy <= demo["meta"]["production_accuracy_in_scope"] - 0.08
+
+
+# --- the phrasebook -----------------------------------------------------------------------------------------
+
+
+def test_every_template_fills() -> None:
+    """A misspelt slot in any template fails here rather than in some seed's rare draw."""
+    import random
+
+    rng = random.Random(0)
+    fixed = {"topic": "t", "team": "IT", "other_topic": "o", "routed_team": "IT", "true_team": "HR"}
+    pii = {"email": "a@b.c", "phone": "1", "card": "4", "emp": "EMP-1", "ip": "10.0.0.1", "name": "N"}
+    templates = [t for intents in pb.INTENTS.values() for ts in intents.values() for t in ts]
+    templates += [t for intents in pb.LAUNCH_INTENTS.values() for ts in intents.values() for t in ts]
+    templates += [t for shorts in pb.SHORT.values() for t in shorts]
+    templates += [t for c in pb.CONFUSERS for t in c["templates"]] + [
+        t for g in pb.OUT_OF_SCOPE for t in g["texts"]
+    ]
+    templates += [t for ts in pb.DISTRACTORS.values() for t in ts] + pb.GENERIC_CONTEXT
+    templates += [t for ts in pb.GOOD_ANSWERS.values() for t in ts] + pb.RETRIEVAL_ANSWERS
+    templates += [t for ts in pb.GENERATION_ANSWERS.values() for t in ts] + pb.LAUNCH_RETRIEVAL_ANSWERS
+    templates += list(pb.OFF_TOPIC_ANSWERS.values()) + pb.OOS_ANSWERS + pb.OOS_GOOD_ANSWERS
+    templates += [t for ts in pb.COMMENTS.values() for t in ts] + [
+        t for ts in pb.PII_SENTENCES.values() for t in ts
+    ]
+    for template in templates:
+        assert "{" not in _fill(template, rng, **fixed, **pii), template
+    for expert, shorts in pb.SHORT.items():
+        assert set(shorts.values()) <= set(pb.INTENTS[expert]), expert
+    assert all(len(intents) >= 20 for intents in pb.INTENTS.values())
+
+
+def test_catalog_comes_from_the_caller(tmp_path: Path) -> None:
+    catalog = {"it_help": "Computers.", "facilities": "Buildings.", "legal": "Contracts."}
+    meta = generate_demo(tmp_path, catalog, n_interactions=200, seed=1)
+    assert meta["experts_without_phrasebook"] == ["legal"]
+    line = (tmp_path / "logs.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    assert "- legal: Contracts." in json.loads(line)["request"]["messages"][0]["content"]
+    truths = [json.loads(t) for t in (tmp_path / "hidden_truth.jsonl").read_text().splitlines()]
+    assert {t["true_expert"] for t in truths} <= {"it_help", "facilities", None}
+    with pytest.raises(ValueError):
+        generate_demo(tmp_path / "none", {"legal": "Contracts."})

@@ -1,0 +1,83 @@
+"""Training real candidates on a small separable routing task."""
+
+import pandas as pd
+import pytest
+
+from flywheel.config import CandidateConfig
+from flywheel.finetune.train import train_all, train_candidate
+from flywheel.models import load_router, resolve_model_source
+
+EXPERTS = ["it_help", "hr_benefits", "facilities"]
+PHRASES = {
+    "it_help": [
+        "my laptop will not boot",
+        "reset my vpn password",
+        "outlook keeps crashing",
+        "install python",
+    ],
+    "hr_benefits": [
+        "dental plan coverage",
+        "how much parental leave",
+        "401k matching",
+        "enroll in health insurance",
+    ],
+    "facilities": [
+        "book a meeting room",
+        "my badge does not open the door",
+        "parking garage hours",
+        "desk chair",
+    ],
+}
+
+
+def task(repeats: int) -> pd.DataFrame:
+    rows = [
+        (f"{p} {suffix}", e)
+        for e, ps in PHRASES.items()
+        for p in ps
+        for suffix in ["please", "asap", "?"][:repeats]
+    ]
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
+def test_tfidf_candidate_learns_and_reloads(tmp_path):
+    data = task(3)
+    record = train_candidate(
+        CandidateConfig(name="tfidf", kind="tfidf_logreg"), data, EXPERTS, tmp_path / "c", 0
+    )
+    router = load_router(tmp_path / "c")
+    assert router.predict(["laptop will not boot", "parental leave", "parking hours"]) == EXPERTS
+    assert record["parameters"] > 0 and record["train_examples"] == len(data)
+
+
+def test_minilm_classifier_fine_tunes_from_the_wheel(tmp_path):
+    assert (resolve_model_source("minilm-l6") / "model.safetensors").is_file()
+    candidate = CandidateConfig(
+        name="minilm",
+        kind="encoder_classifier",
+        model="minilm-l6",
+        max_steps=30,
+        learning_rate=3e-4,
+        batch_size=12,
+    )
+    data = task(3)
+    record = train_candidate(candidate, data, EXPERTS, tmp_path / "m", seed=0)
+    losses = [loss for _, loss in record["loss_curve"]]
+    assert losses[-1] < 0.5 * losses[0], losses
+    router = load_router(tmp_path / "m")
+    predictions = router.predict(data["text"].tolist())
+    accuracy = (pd.Series(predictions) == data["label"]).mean()
+    assert accuracy >= 0.9, accuracy
+    assert (tmp_path / "m" / "training_curve.png").stat().st_size > 1000
+
+
+def test_trained_candidates_are_not_retrained(tmp_path):
+    candidates = [CandidateConfig(name="tfidf", kind="tfidf_logreg")]
+    first = train_all(candidates, task(2), EXPERTS, tmp_path, seed=0)
+    again = train_all(candidates, task(2), EXPERTS, tmp_path, seed=0)
+    assert "resumed" not in first["tfidf"] and again["tfidf"]["resumed"]
+
+
+def test_unknown_model_source_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="unknown model source"):
+        resolve_model_source("no-such-model")
