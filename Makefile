@@ -6,9 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/demo.yaml
 
-.PHONY: setup cycle test test-slow lint format clean-runs
+.PHONY: setup system-deps cycle test test-slow lint format clean-runs
 
-setup: $(STAMP)
+setup: $(STAMP) system-deps
+
+system-deps:
+	bash scripts/system_deps.sh
 
 # torch comes first: a CUDA build already in the venv satisfies the pin and is left alone.
 $(STAMP): pyproject.toml

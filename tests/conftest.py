@@ -52,3 +52,18 @@ def store(tmp_path):
     from flywheel.store import Store
 
     return Store(f"sqlite:///{tmp_path / 'store.db'}")
+
+
+def require_binary(path_or_name: str, why: str) -> str:
+    """The path of a system binary a test needs. Missing: skip on a developer machine, fail in CI
+    (CI=true), where `make test` has installed it (scripts/system_deps.sh)."""
+    import os
+    import shutil
+
+    found = shutil.which(path_or_name) or (path_or_name if os.path.exists(path_or_name) else None)
+    if found:
+        return found
+    message = f"{path_or_name} is not installed ({why}); scripts/system_deps.sh installs it"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -78,5 +78,7 @@ def ingest(
     typer.echo(json.dumps(report.as_dict()))
 
 
+# Stage commands defined in their own modules are registered here, one line each.
+
 if __name__ == "__main__":
     app()
