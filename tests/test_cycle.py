@@ -70,6 +70,8 @@ def test_run_directory_holds_notebooks_manifest_and_plots(cycle_run):
         "confusion_baseline",
     ]:
         assert (run_dir / "plots" / f"{plot}.png").stat().st_size > 5000
+    report = (run_dir / "report.html").read_text()
+    assert "minilm-l6-full" in report and "import " not in report  # the table, without the code
     ingest = json.loads((run_dir / "results" / "01_collect.json").read_text())["ingest"]
     assert ingest["quarantined"] > 0 and ingest["duplicates"] > 0
     assert ingest["read"] == ingest["accepted"] + ingest["duplicates"] + ingest["quarantined"]

@@ -11,10 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
 from flywheel.config import REPO_ROOT, load_config
-from flywheel.runs import STAGES, RunDir, git_commit, now_iso, package_versions
+from flywheel.runs import STAGES, RunDir, atomic_write_text, git_commit, now_iso, package_versions
 
 NOTEBOOKS = {
     "01_collect": "notebooks/01_collect/collect.ipynb",
@@ -112,7 +110,8 @@ def run_stage(run: RunDir, stage: str, kernel_name: str, progress: bool = True) 
     status = run.manifest()["stages"][stage].get("status")
     # A notebook may pause the cycle itself (e.g. triage awaiting expert review).
     final = status if status not in ("running", None) else "done"
-    run.set_stage(stage, status=final, finished_at=now_iso(), seconds=round(seconds, 1))
+    peak = run.results(stage).get("peak_rss_mb") if run.results_path(stage).exists() else None
+    run.set_stage(stage, status=final, finished_at=now_iso(), seconds=round(seconds, 1), peak_rss_mb=peak)
     return seconds
 
 
@@ -150,6 +149,8 @@ def run_cycle(
             run.update_manifest(status=status)
             log(f"cycle paused ({status}); continue with: flywheel cycle --resume {run.path}")
             return run
+    if run.stage_status("04_eval") == "done":
+        log(f"report: {export_report(run)}")
     seconds = time.perf_counter() - cycle_started
     manifest = run.update_manifest(status="complete", finished_at=now_iso())
     total = sum(s.get("seconds", 0) for s in manifest["stages"].values())
@@ -157,6 +158,14 @@ def run_cycle(
     return run
 
 
-def config_summary(run: RunDir) -> str:
-    """The config a run used, as YAML (for printing)."""
-    return yaml.safe_dump(run.manifest().get("config", {}), sort_keys=False)
+def export_report(run: RunDir, stage: str = "04_eval") -> Path:
+    """The executed eval notebook as a standalone HTML report (code hidden) in the run directory."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    executed = run.path / "notebooks" / f"{stage}.ipynb"
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    path = run.path / "report.html"
+    atomic_write_text(path, body)
+    return path

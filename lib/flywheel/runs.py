@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import tempfile
 from datetime import UTC, datetime
@@ -166,9 +167,13 @@ class RunDir:
 
     # --- results ---------------------------------------------------------------------------------
     def record_results(self, stage: str, results: dict[str, Any]) -> Path:
-        """The one helper every notebook ends with: its results as JSON in the run directory."""
+        """The one helper every notebook ends with: its results as JSON in the run directory.
+
+        Adds the peak memory of the process so far: in a cycle that is the stage's own kernel."""
         path = self.results_path(stage)
-        atomic_write_json(path, {"stage": stage, "recorded_at": now_iso(), **results})
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+        record = {"stage": stage, "recorded_at": now_iso(), "peak_rss_mb": round(peak_mb, 1), **results}
+        atomic_write_json(path, record)
         return path
 
     def results(self, stage: str) -> dict[str, Any]:
