@@ -6,12 +6,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/demo.yaml
 
-.PHONY: setup system-deps cycle test test-slow lint format clean-runs
+.PHONY: setup system-deps argilla-venv cycle test test-slow lint format clean-runs
 
 setup: $(STAMP) system-deps
 
 system-deps:
 	bash scripts/system_deps.sh
+
+# The embedded Argilla server's own virtualenv (~/.cache/flywheel/argilla-venv; once, ~1 min; cached).
+argilla-venv: $(STAMP)
+	$(BIN)/python -c "from flywheel.triage.argilla_server import ensure_venv; ensure_venv()"
 
 # torch comes first: a CUDA build already in the venv satisfies the pin and is left alone.
 $(STAMP): pyproject.toml
@@ -31,7 +35,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint argilla-venv
 	$(BIN)/pytest -m "not slow"
 
 test-slow: setup

@@ -67,3 +67,28 @@ def require_binary(path_or_name: str, why: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def router_service(tmp_path_factory):
+    """The real router service (`flywheel serve`'s app under uvicorn, in a background thread) on a free
+    port, routing with a tiny trained TF-IDF candidate and logging to its own SQLite store. Yields the
+    OpenAI base URL `http://127.0.0.1:PORT/v1` (a str; `.store` is the flywheel Store it logs to)."""
+    from flywheel.registry import Registry
+    from flywheel.serve.app import create_app
+    from flywheel.serve.routing import RouterProvider
+    from flywheel.serve.runner import serve_in_thread, train_tiny_router
+    from flywheel.store import Store
+
+    root = tmp_path_factory.mktemp("router_service")
+    model = train_tiny_router(root / "tiny-tfidf")
+    service_store = Store(f"sqlite:///{root / 'store.db'}")
+    app = create_app(service_store, RouterProvider(Registry(service_store), default_model=model))
+    with serve_in_thread(app) as base_url:
+        url = _ServiceURL(base_url)
+        url.store = service_store
+        yield url
+
+
+class _ServiceURL(str):
+    store = None

@@ -69,16 +69,26 @@ def ingest(
     runs_dir: Annotated[Path, typer.Option()] = Path("runs"),
 ) -> None:
     """Ingest log files into the store; prints one JSON line of counts."""
-    from flywheel.collect.ingest import ingest as ingest_files
+    from flywheel.collect.ingest import ingest_with_config
     from flywheel.store import Store
 
-    url = store or load_config(config).store_url(runs_dir)
+    cfg = load_config(config)
+    url = store or cfg.store_url(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    report = ingest_files(Store(url), paths, progress=sys.stderr.isatty())
+    report = ingest_with_config(Store(url), paths, cfg, progress=sys.stderr.isatty())
     typer.echo(json.dumps(report.as_dict()))
 
 
 # Stage commands defined in their own modules are registered here, one line each.
+from flywheel.triage.argilla_server import app as argilla_app  # noqa: E402
+
+app.add_typer(argilla_app, name="argilla")
+from flywheel.serve.cli import register as register_serve  # noqa: E402  (serve, promote)
+
+register_serve(app)
+from flywheel.collect.status import register as register_status  # noqa: E402  (status)
+
+register_status(app)
 
 if __name__ == "__main__":
     app()

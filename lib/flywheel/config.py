@@ -45,12 +45,138 @@ class StoreConfig(_Strict):
     )
 
 
+class PiiConfig(_Strict):
+    """PII masking of the question text (and comments) before anything leaves the store."""
+
+    keep_original: bool = Field(
+        default=False, description="keep the unmasked text in the store (interactions.query, request_json)"
+    )
+    employee_id_pattern: str = Field(
+        default=r"\b(?:EMP|emp|E)-?\d{5,8}\b", description="regular expression of your employee ids"
+    )
+    phone_region: str = Field(default="US", description="region for phone numbers written without +country")
+    person_names: bool = Field(default=True, description="mask person names with spaCy NER (offline model)")
+    keep_terms: list[str] = Field(
+        default_factory=list, description="terms never masked as names: your product and office names"
+    )
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self) -> PiiConfig:
+        import re
+
+        try:
+            re.compile(self.employee_id_pattern)
+        except re.error as err:
+            raise ValueError(f"collect.pii.employee_id_pattern does not compile: {err}") from None
+        return self
+
+
+class SignalsConfig(_Strict):
+    """Implicit feedback derived after ingestion (flywheel.collect.signals)."""
+
+    window_minutes: float = Field(default=10.0, gt=0, description="how soon a follow-up counts")
+    rephrase_similarity: float = Field(default=0.75, gt=0, le=1, description="MiniLM cosine for a rephrase")
+    model: str = Field(default="minilm-l6", description="embedding model source (flywheel.models)")
+    escalation_pattern: str = Field(
+        default=(
+            r"\b(?:talk|speak|chat|connect|escalate|transfer|put)\b.{0,30}?"
+            r"\b(?:human|person|someone|somebody|agent|representative|help ?desk)\b"
+            r"|\b(?:real|actual|live) (?:human|person|agent)\b|\b(?:open|file|raise) a ticket\b"
+        ),
+        description="regular expression (case-insensitive): a comment or follow-up asking for a person",
+    )
+
+
+class DriftConfig(_Strict):
+    """The drift monitor (flywheel.collect.drift) and `flywheel status`."""
+
+    window: str = Field(default="W-SUN", description="pandas period of a window (weekly, Monday to Sunday)")
+    alpha: float = Field(default=0.01, gt=0, lt=1, description="significance level of each test")
+    min_window_size: int = Field(default=30, ge=1, description="smaller windows are not tested")
+    min_new_feedback: int = Field(default=100, ge=1, description="new feedback that warrants a new cycle")
+
+
+class CollectConfig(_Strict):
+    pii: PiiConfig = Field(default_factory=PiiConfig)
+    signals: SignalsConfig = Field(default_factory=SignalsConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+
+
 class ReviewConfig(_Strict):
     """How unsatisfactory interactions get expert answers."""
 
-    mode: Literal["simulate"] = "simulate"  # real experts through Argilla ("wait") come with the triage stage
+    mode: Literal["wait", "simulate"] = Field(
+        default="simulate",
+        description="wait: pause until experts answer in Argilla; simulate: the demo's simulated panel",
+    )
     simulated_error_rate: float = Field(default=0.05, ge=0, le=1)
-    experts_per_record: int = Field(default=1, ge=1)
+    experts_per_record: int = Field(default=1, ge=1, description="answers per record (overlap for agreement)")
+    argilla_url_env: str = Field(default="ARGILLA_API_URL", description="env var with a team Argilla's URL")
+    argilla_api_key_env: str = Field(default="ARGILLA_API_KEY", description="env var with its API key")
+    workspace: str = "flywheel"
+    dataset: str | None = Field(default=None, description="default: <config name>-review-<store hash>")
+
+
+class EndpointConfig(_Strict):
+    """An OpenAI-compatible chat-completions endpoint. The API key is read from the environment variable
+    named by `api_key_env` (never written in a config)."""
+
+    base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1")
+    model: str
+    api_key_env: str | None = Field(default=None, description="name of the env variable holding the key")
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class LLMJudgeConfig(_Strict):
+    """The LLM judge: an endpoint or a local transformers chat model (a model source or folder)."""
+
+    endpoint: EndpointConfig | None = None
+    local_model: str | None = None
+    max_retries: int = Field(default=2, ge=0, description="re-asks after a malformed verdict, then unparsed")
+    max_new_tokens: int = Field(default=160, ge=8)
+    max_items: int | None = Field(default=None, ge=1, description="judge only the first N queued (slow)")
+
+    @model_validator(mode="after")
+    def _one_model(self) -> LLMJudgeConfig:
+        if (self.endpoint is None) == (self.local_model is None):
+            raise ValueError("judges.llm needs exactly one of endpoint or local_model")
+        return self
+
+
+class EmbeddingJudgeConfig(_Strict):
+    """The embedding judge: a neighbour vote among satisfactory interactions."""
+
+    model: str = "minilm-l6"
+    k: int = Field(default=15, ge=1)
+    routing_threshold: float = Field(default=0.5, ge=0, le=1, description="vote share to flag a misroute")
+    comment_routing_threshold: float = Field(
+        default=0.4, ge=0, le=1, description="the same when the comment says it went to the wrong team"
+    )
+    out_of_scope_quantile: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="out of scope: farther from the satisfactory questions than"
+        " this share of them are from each other (their nearest-neighbour similarity quantile)",
+    )
+    out_of_scope_similarity: float | None = Field(
+        default=None, ge=-1, le=1, description="a fixed similarity cut instead of the quantile"
+    )
+    batch_size: int = Field(default=64, ge=1)
+
+
+class JudgesConfig(_Strict):
+    """Which judges attribute a cause to each unsatisfactory interaction before expert review."""
+
+    run: list[Literal["embedding", "llm"]] = Field(default_factory=lambda: ["embedding"])
+    embedding: EmbeddingJudgeConfig = Field(default_factory=EmbeddingJudgeConfig)
+    llm: LLMJudgeConfig | None = None
+
+    @model_validator(mode="after")
+    def _llm_configured(self) -> JudgesConfig:
+        if "llm" in self.run and self.llm is None:
+            raise ValueError("judges.run names llm but judges.llm is not configured")
+        return self
 
 
 class SplitConfig(_Strict):
@@ -58,18 +184,48 @@ class SplitConfig(_Strict):
 
 
 class CandidateConfig(_Strict):
-    """One small model to train: a model source, a method and its hyper-parameters."""
+    """One small model to train: a model source, a method and its hyper-parameters.
+
+    kind=causal_lm (trl SFT, see flywheel.finetune.causal): methods lora / full / prompt_tuning train;
+    zero_shot / few_shot need no training. `decision` says how the router decides (label scoring or greedy
+    generation); `gradient_checkpointing: null` means the hardware default (off on CPU)."""
 
     name: str
-    kind: Literal["tfidf_logreg", "encoder_classifier"]
-    model: str | None = Field(default=None, description="model source, e.g. minilm-l6 (encoder_classifier)")
-    method: Literal["full", "lora"] = "full"
+    kind: Literal["tfidf_logreg", "encoder_classifier", "causal_lm"]
+    model: str | None = Field(
+        default=None,
+        description="model source: minilm-l6, smollm2-135m-instruct, tiny-llama, a folder, a hub id",
+    )
+    method: Literal["full", "lora", "prompt_tuning", "zero_shot", "few_shot"] = "full"
     epochs: float = 3.0
     max_steps: int = -1
     learning_rate: float = 5e-5
     batch_size: int = 16
     max_length: int = 64
     lora_r: int = 8
+    # causal_lm only
+    lora_alpha: int | None = Field(default=None, description="default: 2 * lora_r")
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | str = "all-linear"
+    num_virtual_tokens: int = 16
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    logging_steps: int = 5
+    save_steps: int = 25
+    gradient_checkpointing: bool | None = None
+    prompt_style: Literal["short", "long"] = "short"
+    decision: Literal["score", "generate"] = "score"
+    few_shot_k: int = Field(default=4, ge=1)
+    few_shot_max_tokens: int = Field(default=256, ge=16)
+
+    @model_validator(mode="after")
+    def _methods_fit_kind(self) -> CandidateConfig:
+        if self.kind != "causal_lm" and self.method not in ("full", "lora"):
+            raise ValueError(f"{self.name}: method {self.method!r} is for causal_lm candidates only")
+        if self.kind == "causal_lm" and not self.model:
+            raise ValueError(f"{self.name}: a causal_lm candidate needs `model` (a model source)")
+        return self
 
 
 class PriceConfig(_Strict):
@@ -90,16 +246,31 @@ class EvalConfig(_Strict):
     prices: PriceConfig
 
 
+class ServeConfig(_Strict):
+    """The router service (`flywheel serve`) and the feedback form."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    default_model: str | None = Field(
+        default=None,
+        description="trained candidate folder served until one is promoted (relative: repo root)",
+    )
+    max_request_bytes: int = Field(default=65536, ge=1024, description="larger request bodies get 413")
+
+
 class Config(_Strict):
     name: str
     seed: int = 7
     experts: dict[str, str] = Field(min_length=2)
     source: SourceConfig = Field(default_factory=SourceConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    collect: CollectConfig = Field(default_factory=CollectConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+    judges: JudgesConfig = Field(default_factory=JudgesConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     candidates: list[CandidateConfig] = Field(min_length=1)
     eval: EvalConfig
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @model_validator(mode="after")
     def _unique_candidate_names(self) -> Config:

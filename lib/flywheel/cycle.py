@@ -136,19 +136,24 @@ def run_cycle(
     log(f"cycle {run.cycle_id} in {run.path}")
     run.update_manifest(status="running")
     cycle_started = time.perf_counter()
-    for index, stage in enumerate(stages, start=1):
-        status = run.stage_status(stage)
-        if status == "done":
-            log(f"[{index}/{len(stages)}] {stage}: done earlier, skipped")
-            continue
-        log(f"[{index}/{len(stages)}] {stage}: running {NOTEBOOKS[stage]}")
-        seconds = run_stage(run, stage, kernel_name)
-        status = run.stage_status(stage)
-        log(f"[{index}/{len(stages)}] {stage}: {status} in {seconds:.1f} s")
-        if status != "done":  # paused, e.g. awaiting_review: resume later with --resume
-            run.update_manifest(status=status)
-            log(f"cycle paused ({status}); continue with: flywheel cycle --resume {run.path}")
-            return run
+    # The embedded Argilla server (triage) is stopped at the end if this cycle started it.
+    from flywheel.triage.argilla_server import stopped_after_if_started
+
+    paused = lambda: run.manifest().get("status") == "awaiting_review"  # noqa: E731
+    with stopped_after_if_started(log, keep=paused):
+        for index, stage in enumerate(stages, start=1):
+            status = run.stage_status(stage)
+            if status == "done":
+                log(f"[{index}/{len(stages)}] {stage}: done earlier, skipped")
+                continue
+            log(f"[{index}/{len(stages)}] {stage}: running {NOTEBOOKS[stage]}")
+            seconds = run_stage(run, stage, kernel_name)
+            status = run.stage_status(stage)
+            log(f"[{index}/{len(stages)}] {stage}: {status} in {seconds:.1f} s")
+            if status != "done":  # paused, e.g. awaiting_review: resume later with --resume
+                run.update_manifest(status=status)
+                log(f"cycle paused ({status}); continue with: flywheel cycle --resume {run.path}")
+                return run
     if run.stage_status("04_eval") == "done":
         log(f"report: {export_report(run)}")
     seconds = time.perf_counter() - cycle_started

@@ -26,7 +26,12 @@ class Router(Protocol):
 
 
 def resolve_model_source(source: str) -> Path:
-    """A model source name from MODEL_SOURCES, or a local folder. Never reaches for a hub."""
+    """A model source name from MODEL_SOURCES or flywheel.sources (causal LMs: built or converted once and
+    cached), or a local folder. Never reaches for a hub."""
+    from flywheel.sources import CAUSAL_SOURCES, resolve_causal_source
+
+    if source in CAUSAL_SOURCES:
+        return Path(resolve_causal_source(source))
     if source in MODEL_SOURCES:
         package, folder = MODEL_SOURCES[source]
         spec = importlib.util.find_spec(package)
@@ -40,7 +45,8 @@ def resolve_model_source(source: str) -> Path:
     if path.is_dir():
         return path
     raise FileNotFoundError(
-        f"unknown model source {source!r}: not one of {sorted(MODEL_SOURCES)} nor a folder"
+        f"unknown model source {source!r}: not one of {sorted([*MODEL_SOURCES, *CAUSAL_SOURCES])}"
+        " nor a folder"
     )
 
 
@@ -108,6 +114,10 @@ def load_router(folder: str | Path) -> Router:
         return TfidfRouter(card["name"], joblib.load(folder / "pipeline.joblib"))
     if card["kind"] == "encoder_classifier":
         return EncoderRouter(card["name"], folder / "model", card["labels"], card["max_length"])
+    if card["kind"] == "causal_lm":
+        from flywheel.causal import load_causal_router
+
+        return load_causal_router(folder, card)
     raise ValueError(f"{folder}: unknown candidate kind {card['kind']!r}")
 
 

@@ -1,17 +1,29 @@
 """The interaction log record: one line per routed question, with the user's feedback.
 
 The production router logs the OpenAI chat-completion request and response as sent and
-received, plus the routing decision and its cost. Feedback may be inline or arrive later.
+received, plus the routing decision and its cost. Feedback may be inline or arrive later, in a
+separate record joined by interaction id (`FeedbackRecord`). Records in the NVIDIA data-flywheel
+blueprint's shape (`BlueprintRecord`) are mapped onto `Interaction`. `docs/log_schema.md` documents
+all three; `parse_record` tells them apart.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CAUSES = ("routing", "retrieval", "generation", "out_of_scope", "other")
+MAX_INT = 2**31 - 1  # token counts fit a 32-bit INTEGER column on every store backend
+
+
+def _utc(value: datetime) -> datetime:
+    """Timestamps without a zone are taken as UTC (as the demo and the blueprint log them)."""
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range in UTC") from None
 
 
 class Feedback(BaseModel):
@@ -42,7 +54,7 @@ class Feedback(BaseModel):
 class Interaction(BaseModel):
     """One routed question as logged by the production router."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     id: str = Field(min_length=1, max_length=200)
     timestamp: datetime
@@ -52,12 +64,17 @@ class Interaction(BaseModel):
     response: dict[str, Any]
     routed_expert: str = Field(min_length=1, max_length=100)
     model: str = Field(min_length=1, max_length=200)
-    latency_ms: float = Field(ge=0)
+    latency_ms: float | None = Field(ge=0)  # required key; null where the producer did not measure it
     ttft_ms: float | None = Field(default=None, ge=0)
-    tokens_in: int = Field(ge=0)
-    tokens_out: int = Field(ge=0)
+    tokens_in: int = Field(ge=0, le=MAX_INT)
+    tokens_out: int = Field(ge=0, le=MAX_INT)
     answer_excerpt: str | None = Field(default=None, max_length=4000)
     feedback: Feedback | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_utc(cls, value: datetime) -> datetime:
+        return _utc(value)
 
     @field_validator("request")
     @classmethod
@@ -77,3 +94,84 @@ class Interaction(BaseModel):
         if isinstance(content, list):  # OpenAI content parts
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         return str(content)
+
+
+class FeedbackRecord(BaseModel):
+    """Feedback that arrives apart from the log, joined to its interaction by id (the newest wins)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interaction_id: str = Field(min_length=1, max_length=200)
+    timestamp: datetime
+    thumbs: Literal["up", "down"] | None = None
+    rating: int | None = Field(default=None, ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=4000)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_utc(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+    @property
+    def feedback(self) -> Feedback:
+        return Feedback(thumbs=self.thumbs, rating=self.rating, comment=self.comment)
+
+    @model_validator(mode="after")
+    def _has_signal(self) -> FeedbackRecord:
+        self.feedback  # noqa: B018 - raises when there is no thumbs, rating or comment
+        return self
+
+
+class BlueprintRecord(BaseModel):
+    """A record as the NVIDIA data-flywheel blueprint logs it: `timestamp` (Unix seconds or ISO),
+    `workload_id`, `client_id`, and the OpenAI `request` and `response`. `to_interaction` maps it onto
+    ours; the mapping is documented in docs/log_schema.md."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    timestamp: datetime
+    workload_id: str = Field(min_length=1, max_length=200)
+    client_id: str = Field(min_length=1, max_length=200)
+    request: dict[str, Any]
+    response: dict[str, Any]
+
+    def to_interaction(self, digest: str) -> Interaction:
+        """Raises pydantic.ValidationError (or ValueError) when the record cannot be mapped."""
+        choices = self.response.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise ValueError("response.choices must be a non-empty list")
+        message = choices[0].get("message") or {}
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, str) or not content.strip():
+            raise ValueError("response.choices[0].message.content (the routed expert) is empty")
+        usage = self.response.get("usage") or {}
+        response_id = self.response.get("id")
+        model = self.response.get("model") or self.request.get("model")
+        return Interaction.model_validate(
+            {
+                "id": response_id if isinstance(response_id, str) and response_id else f"bp-{digest[:24]}",
+                "timestamp": self.timestamp,
+                "session_id": f"{self.client_id}/{self.workload_id}"[:200],
+                "user_id": self.client_id,
+                "request": self.request,
+                "response": self.response,
+                "routed_expert": content.strip().strip("\"'`.").strip(),
+                "model": model,
+                "latency_ms": None,
+                "tokens_in": usage.get("prompt_tokens") if isinstance(usage, dict) else None,
+                "tokens_out": usage.get("completion_tokens") if isinstance(usage, dict) else None,
+            }
+        )
+
+
+RecordKind = Literal["interaction", "feedback", "blueprint"]
+
+
+def record_kind(obj: dict[str, Any]) -> RecordKind:
+    """Which schema a parsed log object claims: feedback by `interaction_id`, the blueprint by
+    `workload_id`/`client_id` without our `routed_expert`, otherwise an interaction."""
+    if "interaction_id" in obj and "request" not in obj:
+        return "feedback"
+    if ("workload_id" in obj or "client_id" in obj) and "routed_expert" not in obj:
+        return "blueprint"
+    return "interaction"

@@ -1,8 +1,14 @@
 """The interaction store: SQLAlchemy Core over a SQLite file by default, any SQLAlchemy URL otherwise.
 
 Tables: `interactions` (one row per logged interaction, feedback columns inline), `quarantine` (records
-that failed validation, with file, line and reason) and `reviews` (expert answers on the correct expert
-and the cause of an unsatisfactory rating). Writes are idempotent: keys are content hashes and ids.
+that failed validation, with file, line and reason), `feedback` (feedback that arrived apart from its
+interaction, joined into `interactions` by id), `implicit_signals` (rephrase / retry / escalation, derived
+after ingestion), `cycle_marks` (when a cycle last collected, for `flywheel status`) and `reviews` (expert
+answers on the correct expert and the cause of an unsatisfactory rating).
+
+Writes are idempotent: keys are content hashes and ids, and inserts skip existing keys (`ON CONFLICT DO
+NOTHING` on SQLite and PostgreSQL, a look-up first elsewhere). The same code runs on both backends; the
+store tests run on both.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ interactions = sa.Table(
     sa.Column("query_masked", sa.Text, nullable=False),
     sa.Column("routed_expert", sa.String(100), nullable=False, index=True),
     sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("latency_ms", sa.Float),  # null where the producer did not measure it (blueprint records)
     sa.Column("ttft_ms", sa.Float),
     sa.Column("tokens_in", sa.Integer, nullable=False),
     sa.Column("tokens_out", sa.Integer, nullable=False),
@@ -40,7 +46,7 @@ interactions = sa.Table(
     sa.Column("satisfied", sa.Boolean),
     sa.Column("request_json", sa.Text, nullable=False),
     sa.Column("response_json", sa.Text, nullable=False),
-    sa.Column("source", sa.String(500), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -48,12 +54,51 @@ quarantine = sa.Table(
     "quarantine",
     metadata,
     sa.Column("content_hash", sa.String(64), primary_key=True),
-    sa.Column("source", sa.String(500), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
     sa.Column("line", sa.Integer),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("raw", sa.Text, nullable=False),
     sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("content_hash", sa.String(64), primary_key=True),
+    sa.Column("interaction_id", sa.String(200), nullable=False, index=True),
+    sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("thumbs", sa.String(4)),
+    sa.Column("rating", sa.Integer),
+    sa.Column("comment", sa.Text),
+    sa.Column("satisfied", sa.Boolean),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("applied", sa.Boolean, nullable=False, index=True),  # joined into its interaction yet?
+)
+
+implicit_signals = sa.Table(
+    "implicit_signals",
+    metadata,
+    sa.Column("interaction_id", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(20), primary_key=True),  # rephrase / retry / escalation
+    sa.Column("related_id", sa.String(200)),  # the follow-up that revealed it
+    sa.Column("score", sa.Float),  # similarity for a rephrase
+    sa.Column("detail", sa.Text),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+cycle_marks = sa.Table(
+    "cycle_marks",
+    metadata,
+    sa.Column("cycle_id", sa.String(200), primary_key=True),
+    sa.Column("marked_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("data_until", sa.DateTime(timezone=True)),  # newest interaction timestamp then
+    sa.Column("interactions", sa.Integer, nullable=False),
+    sa.Column("with_feedback", sa.Integer, nullable=False),
+)
+
+FEEDBACK_COLUMNS = ("thumbs", "rating", "comment", "satisfied")
+IN_CHUNK = 500  # keys per IN (...) query: well under SQLite's and PostgreSQL's bound-parameter limits
 
 reviews = sa.Table(
     "reviews",
@@ -78,48 +123,150 @@ class Store:
         self.url = url
         self.engine: Engine = sa.create_engine(url, future=True)
         metadata.create_all(self.engine)
+        # A store created before latency became optional cannot take records without one (SQLite cannot
+        # drop NOT NULL in place); ingestion quarantines those with a reason instead of failing.
+        columns = {c["name"]: c for c in sa.inspect(self.engine).get_columns("interactions")}
+        self.latency_required = not columns["latency_ms"]["nullable"]
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)})"
 
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
     # --- writes ----------------------------------------------------------------------------------
-    def _insert_new(self, table: sa.Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> int:
-        """Insert rows whose key is not in the table yet; return how many were new."""
-        if not rows:
+    def _insert_new(
+        self, conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+    ) -> int:
+        """Insert rows whose key is not in the table yet; return how many were new. Duplicates within
+        `rows` keep their first occurrence."""
+        seen: set[Any] = set()
+        unique = []
+        for row in rows:
+            key = tuple(row[k] for k in keys)
+            if key not in seen:
+                seen.add(key)
+                unique.append(row)
+        if not unique:
             return 0
-        key_cols = [table.c[k] for k in keys]
-        with self.engine.begin() as conn:
-            if len(keys) == 1:
-                wanted = {row[keys[0]] for row in rows}
-                existing = {
-                    r[0]
-                    for chunk in _chunks(sorted(wanted), 500)
-                    for r in conn.execute(sa.select(key_cols[0]).where(key_cols[0].in_(chunk)))
-                }
-                fresh = [row for row in rows if row[keys[0]] not in existing]
+        if self.dialect in ("sqlite", "postgresql"):
+            if self.dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
             else:
-                existing = {tuple(r) for r in conn.execute(sa.select(*key_cols))}
-                fresh = [row for row in rows if tuple(row[k] for k in keys) not in existing]
-            # Deduplicate within the batch too, keeping the first occurrence.
-            seen: set[Any] = set()
-            unique = []
-            for row in fresh:
-                key = tuple(row[k] for k in keys)
-                if key not in seen:
-                    seen.add(key)
-                    unique.append(row)
-            if unique:
-                conn.execute(table.insert(), unique)
-        return len(unique)
+                from sqlalchemy.dialects.postgresql import insert
+            stmt = insert(table).on_conflict_do_nothing().returning(table.c[keys[0]])
+            return len(conn.execute(stmt, unique).all())
+        existing = self._existing_keys(conn, table, [tuple(row[k] for k in keys) for row in unique], keys)
+        fresh = [row for row in unique if tuple(row[k] for k in keys) not in existing]
+        if fresh:
+            conn.execute(table.insert(), fresh)
+        return len(fresh)
+
+    @staticmethod
+    def _existing_keys(
+        conn: sa.Connection, table: sa.Table, wanted: Sequence[tuple], keys: Sequence[str]
+    ) -> set[tuple]:
+        cols = [table.c[k] for k in keys]
+        found: set[tuple] = set()
+        for chunk in _chunks(sorted(set(wanted)), IN_CHUNK):
+            where = cols[0].in_([k[0] for k in chunk]) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
+            found.update(tuple(r) for r in conn.execute(sa.select(*cols).where(where)))
+        return found
 
     def add_interactions(self, rows: Sequence[dict[str, Any]]) -> int:
-        return self._insert_new(interactions, rows, ["content_hash"])
+        with self.engine.begin() as conn:
+            return self._insert_new(conn, interactions, rows, ["content_hash"])
 
     def add_quarantined(self, rows: Sequence[dict[str, Any]]) -> int:
-        return self._insert_new(quarantine, rows, ["content_hash"])
+        with self.engine.begin() as conn:
+            return self._insert_new(conn, quarantine, rows, ["content_hash"])
 
     def add_reviews(self, rows: Sequence[dict[str, Any]]) -> int:
-        return self._insert_new(reviews, rows, ["interaction_id", "reviewer"])
+        with self.engine.begin() as conn:
+            return self._insert_new(conn, reviews, rows, ["interaction_id", "reviewer"])
+
+    def write_batch(
+        self,
+        interaction_rows: Sequence[dict[str, Any]] = (),
+        quarantined_rows: Sequence[dict[str, Any]] = (),
+        feedback_rows: Sequence[dict[str, Any]] = (),
+    ) -> tuple[int, int]:
+        """One ingestion batch in one transaction (a killed ingest leaves whole batches only);
+        returns (new interactions, new feedback records)."""
+        with self.engine.begin() as conn:
+            new_interactions = self._insert_new(conn, interactions, interaction_rows, ["content_hash"])
+            self._insert_new(conn, quarantine, quarantined_rows, ["content_hash"])
+            new_feedback = self._insert_new(conn, feedback, feedback_rows, ["content_hash"])
+        return new_interactions, new_feedback
+
+    def apply_feedback(self) -> int:
+        """Join separately arrived feedback into its interactions: the newest record per interaction
+        (by timestamp, then content hash) sets thumbs, rating, comment and satisfied. Records whose
+        interaction is not stored yet wait for a later ingest. Returns how many interactions changed."""
+        changed = 0
+        with self.engine.begin() as conn:
+            pending = [
+                r[0]
+                for r in conn.execute(
+                    sa.select(feedback.c.interaction_id).where(feedback.c.applied.is_(False)).distinct()
+                )
+            ]
+            for chunk in _chunks(sorted(pending), IN_CHUNK):
+                present = {
+                    r[0]
+                    for r in conn.execute(sa.select(interactions.c.id).where(interactions.c.id.in_(chunk)))
+                }
+                if not present:
+                    continue
+                newest: dict[str, Any] = {}
+                query = (
+                    sa.select(feedback)
+                    .where(feedback.c.interaction_id.in_(sorted(present)))
+                    .order_by(feedback.c.interaction_id, feedback.c.timestamp, feedback.c.content_hash)
+                )
+                for row in conn.execute(query).mappings():
+                    newest[row["interaction_id"]] = row  # ordered: the last one per id is the newest
+                for interaction_id, row in newest.items():
+                    conn.execute(
+                        interactions.update()
+                        .where(interactions.c.id == interaction_id)
+                        .values({c: row[c] for c in FEEDBACK_COLUMNS})
+                    )
+                conn.execute(
+                    feedback.update()
+                    .where(feedback.c.interaction_id.in_(sorted(present)))
+                    .values(applied=True)
+                )
+                changed += len(newest)
+        return changed
+
+    def replace_signals(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Implicit signals are derived data: recomputed whole, replaced in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(implicit_signals.delete())
+            if rows:
+                conn.execute(implicit_signals.insert(), list(rows))
+        return len(rows)
+
+    def mark_cycle(self, cycle_id: str) -> dict[str, Any]:
+        """Record that a cycle collected now: `flywheel status` counts new feedback from here."""
+        with self.engine.begin() as conn:
+            data_until = conn.execute(sa.select(sa.func.max(interactions.c.timestamp))).scalar_one()
+            total = conn.execute(sa.select(sa.func.count()).select_from(interactions)).scalar_one()
+            with_feedback = conn.execute(
+                sa.select(sa.func.count()).select_from(interactions).where(_has_feedback())
+            ).scalar_one()
+            mark = {
+                "cycle_id": cycle_id,
+                "marked_at": utcnow(),
+                "data_until": data_until,
+                "interactions": total,
+                "with_feedback": with_feedback,
+            }
+            conn.execute(cycle_marks.delete().where(cycle_marks.c.cycle_id == cycle_id))
+            conn.execute(cycle_marks.insert(), [mark])
+        return mark
 
     # --- reads -----------------------------------------------------------------------------------
     def hashes_for_ids(self, ids: Iterable[str]) -> dict[str, str]:
@@ -127,7 +274,7 @@ class Store:
         found: dict[str, str] = {}
         query = sa.select(interactions.c.id, interactions.c.content_hash)
         with self.engine.connect() as conn:
-            for chunk in _chunks(sorted(set(ids)), 500):
+            for chunk in _chunks(sorted(set(ids)), IN_CHUNK):
                 found.update(tuple(r) for r in conn.execute(query.where(interactions.c.id.in_(chunk))))
         return found
 
@@ -135,24 +282,87 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
 
+    def last_cycle_mark(self) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(cycle_marks).order_by(cycle_marks.c.marked_at.desc()).limit(1))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return {k: _utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+    def feedback_since(self, since: datetime | None) -> int:
+        """Interactions whose explicit feedback reached the store after `since` (all when None)."""
+        inline = sa.select(interactions.c.id).where(_has_feedback())
+        separate = sa.select(feedback.c.interaction_id.label("id"))
+        if since is not None:
+            inline = inline.where(interactions.c.ingested_at > since)
+            separate = separate.where(feedback.c.ingested_at > since)
+        union = sa.union(inline, separate).subquery()
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(union)).scalar_one()
+
     def interactions_frame(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         cols = [interactions.c[c] for c in columns] if columns else [interactions]
         query = sa.select(*cols).order_by(interactions.c.timestamp, interactions.c.id)
         with self.engine.connect() as conn:
             frame = pd.read_sql(query, conn)
-        if "timestamp" in frame:
-            frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
-        return frame
+        return _utc_columns(frame, ("timestamp", "ingested_at"))
 
     def quarantine_frame(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
-            return pd.read_sql(sa.select(quarantine).order_by(quarantine.c.source, quarantine.c.line), conn)
+            frame = pd.read_sql(
+                sa.select(quarantine).order_by(
+                    quarantine.c.source, quarantine.c.line, quarantine.c.content_hash
+                ),
+                conn,
+            )
+        return _utc_columns(frame, ("quarantined_at",))
+
+    def feedback_frame(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(
+                sa.select(feedback).order_by(feedback.c.interaction_id, feedback.c.timestamp), conn
+            )
+        return _utc_columns(frame, ("timestamp", "ingested_at"))
+
+    def signals_frame(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(
+                sa.select(implicit_signals).order_by(
+                    implicit_signals.c.interaction_id, implicit_signals.c.kind
+                ),
+                conn,
+            )
+        return _utc_columns(frame, ("computed_at",))
 
     def reviews_frame(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
             return pd.read_sql(
                 sa.select(reviews).order_by(reviews.c.interaction_id, reviews.c.reviewer), conn
             )
+
+
+def _has_feedback() -> sa.ColumnElement[bool]:
+    return sa.or_(
+        interactions.c.thumbs.is_not(None),
+        interactions.c.rating.is_not(None),
+        interactions.c.comment.is_not(None),
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they were stored as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    for column in columns:
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -35,3 +35,23 @@ def plot_weekly(summary: pd.DataFrame, path=None) -> Figure:
     if path:
         fig.savefig(path, dpi=110)
     return fig
+
+
+def quarantine_report(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """Quarantined records per file and kind of reason (the reason up to its first colon; for schema
+    errors, the first field that failed), with the first line of each."""
+    if quarantine.empty:
+        return pd.DataFrame(columns=["file", "reason", "records", "example_line"])
+    kind = quarantine["reason"].str.extract(r"^(schema: [^:;]+|[^:]+)", expand=False)
+    grouped = quarantine.assign(file=quarantine["source"].map(lambda s: str(s).rsplit("/", 1)[-1]), kind=kind)
+    table = grouped.groupby(["file", "kind"]).agg(records=("line", "size"), example_line=("line", "min"))
+    return table.reset_index().rename(columns={"kind": "reason"}).sort_values("records", ascending=False)
+
+
+def masked_samples(frame: pd.DataFrame, n: int = 8, seed: int = 0) -> pd.DataFrame:
+    """Masked questions that had PII in them (they hold a placeholder such as [EMAIL]); never the raw text."""
+    from flywheel.collect.pii import PLACEHOLDERS
+
+    pattern = "|".join(p.replace("[", r"\[").replace("]", r"\]") for p in PLACEHOLDERS)
+    hits = frame[frame["query_masked"].str.contains(pattern, regex=True)]
+    return hits.sample(min(n, len(hits)), random_state=seed)[["id", "query_masked"]] if len(hits) else hits

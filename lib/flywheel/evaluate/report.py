@@ -96,3 +96,24 @@ def write_summary(run: RunDir, evaluation: Evaluation, ground_truth: dict) -> di
     }
     atomic_write_json(run.summary_path, summary)
     return summary
+
+
+def record_promotion(
+    run: RunDir, store, evaluation: Evaluation, candidate_dirs: dict[str, Path]
+) -> dict | None:
+    """Put the promoted candidate into the registry (the router service then serves it)."""
+    from flywheel.registry import Registry, default_export_path
+
+    name = evaluation.decision["promoted"]
+    if name is None:
+        return None
+    row = next(r for r in evaluation.rows if r["name"] == name)
+    metrics = {
+        k: row[k] for k in ("accuracy", "ci_low", "ci_high", "n", "p50_ms", "cost_per_1k", "mcnemar_p")
+    }
+    config_name = run.manifest().get("config", {}).get("name", "default")
+    registry = Registry(store, default_export_path(run.runs_root, config_name))
+    entry = registry.promote(
+        candidate_dirs[name], reason=evaluation.decision["reason"], metrics=metrics, cycle_id=run.cycle_id
+    )
+    return entry.as_dict()

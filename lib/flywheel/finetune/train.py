@@ -16,20 +16,40 @@ from flywheel.models import resolve_model_source, write_candidate_card
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
+    """Peak resident memory of this process so far (Linux reports KiB): in a notebook that trains several
+    candidates it is the peak over all of them up to this one."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def train_candidate(
-    candidate: CandidateConfig, train: pd.DataFrame, experts: list[str], out_dir: Path, seed: int
+    candidate: CandidateConfig,
+    train: pd.DataFrame,
+    experts: list[str] | dict[str, str],
+    out_dir: Path,
+    seed: int,
+    callbacks: list | None = None,
 ) -> dict:
-    """Train, save into out_dir (with candidate.json) and return the training record."""
+    """Train, save into out_dir (with candidate.json) and return the training record.
+
+    `experts`: the catalog (name -> description; a list of names also works). A causal-LM candidate killed
+    mid-training resumes from its last checkpoint; other half-written candidates are retrained."""
+    from flywheel.finetune.causal import last_checkpoint
+
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)  # a half-written candidate from a killed run is retrained from scratch
-    out_dir.mkdir(parents=True)
+    catalog = dict(experts) if isinstance(experts, dict) else dict.fromkeys(experts, "")
+    experts = list(catalog)
+    resumable = candidate.kind == "causal_lm" and last_checkpoint(out_dir / "checkpoints") is not None
+    if out_dir.exists() and not resumable:
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if candidate.kind == "tfidf_logreg":
+    if candidate.kind == "causal_lm":
+        from flywheel.finetune.causal import train_causal
+
+        record = train_causal(candidate, train, catalog, out_dir, seed, callbacks)
+        if not record:  # not the main process of a multi-GPU launch: it writes nothing
+            return record
+    elif candidate.kind == "tfidf_logreg":
         record = _train_tfidf(candidate, train, out_dir, seed)
     elif candidate.kind == "encoder_classifier":
         record = _train_encoder(candidate, train, experts, out_dir, seed)
@@ -168,7 +188,11 @@ def _plot_loss(losses: list[tuple[int, float]], title: str, path: Path) -> None:
 
 
 def train_all(
-    candidates: list[CandidateConfig], train: pd.DataFrame, experts: list[str], out_root: Path, seed: int
+    candidates: list[CandidateConfig],
+    train: pd.DataFrame,
+    experts: list[str] | dict[str, str],
+    out_root: Path,
+    seed: int,
 ) -> dict:
     """Train every candidate; one already trained in this run (training.json present) is not redone."""
     records = {}
@@ -188,10 +212,38 @@ def training_table(records: dict) -> pd.DataFrame:
         "parameters",
         "trainable_parameters",
         "train_examples",
+        "method",
         "steps",
         "final_loss",
         "train_seconds",
+        "seconds_per_step",
         "samples_per_second",
+        "tokens_per_second",
         "peak_rss_mb",
     ]
     return pd.DataFrame.from_dict(records, orient="index").reindex(columns=columns)
+
+
+def select_candidates(
+    candidates: list[CandidateConfig], only: list[str] | None = None, overrides: dict | None = None
+) -> list[CandidateConfig]:
+    """The candidates to train: `only` these names (all when empty), with per-candidate `overrides`
+    ({name: {field: value}}, e.g. from notebook parameters or `--set name.field=value`), re-validated."""
+    names = [c.name for c in candidates]
+    unknown = sorted(set(only or []).union(overrides or {}) - set(names))
+    if unknown:
+        raise ValueError(f"unknown candidates {unknown}; the config has {names}")
+    chosen = [c for c in candidates if not only or c.name in only]
+    return [
+        CandidateConfig.model_validate({**c.model_dump(), **(overrides or {}).get(c.name, {})})
+        for c in chosen
+    ]
+
+
+def finetune_run(run, config, only: list[str] | None = None, overrides: dict | None = None) -> dict:
+    """Stage 3 on a run directory: train the chosen candidates on the ground-truth train split. The notebook
+    and `python -m flywheel.finetune` (also under `accelerate launch`, several GPUs) both call this."""
+    ground_truth = run.results("02_triage")["ground_truth"]
+    train = pd.read_parquet(Path(ground_truth["folder"]) / "train.parquet")
+    candidates = select_candidates(config.candidates, only, overrides)
+    return train_all(candidates, train, dict(config.experts), run.artifact("candidates"), seed=config.seed)

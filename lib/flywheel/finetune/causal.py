@@ -1,0 +1,255 @@
+"""Causal-LM candidates: trl SFT on prompt/completion pairs (completion-only loss) with LoRA, full fine-tuning
+or prompt tuning (peft); zero-shot and few-shot candidates that need no training.
+
+Hardware-aware defaults (`hardware_defaults`): on CPU fp32, gradient checkpointing off, torch threads = cores
+(`cpu_threads`);
+on a GPU bf16 (where supported) on the process's own device, checkpointing only when the candidate asks. Under
+`accelerate launch` (several GPUs) the Trainer runs data-parallel; only the main process writes records.
+Checkpoints are saved every `save_steps`; a killed training resumes from the last complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from flywheel.causal import FewShotSelector, RoutingPrompt, embed_texts
+from flywheel.config import CandidateConfig
+from flywheel.models import write_candidate_card
+from flywheel.sources import load_causal_lm
+
+
+def hardware_defaults(candidate: CandidateConfig) -> dict:
+    """Trainer settings that suit the hardware in this process."""
+    import torch
+
+    if torch.cuda.is_available():
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        return {
+            "device": f"cuda:{local_rank}",
+            "dtype": torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16,
+            "bf16": torch.cuda.is_bf16_supported(),
+            "fp16": not torch.cuda.is_bf16_supported(),
+            "gradient_checkpointing": bool(candidate.gradient_checkpointing),
+            "device_map": {"": local_rank},
+            "pin_memory": True,
+        }
+    return {
+        "device": "cpu",
+        "dtype": torch.float32,
+        "bf16": False,
+        "fp16": False,
+        "gradient_checkpointing": bool(candidate.gradient_checkpointing),  # None/False: off on CPU
+        "device_map": None,
+        "pin_memory": False,
+    }
+
+
+def cpu_threads(n_parameters: int) -> int:
+    """Torch threads for CPU training: $FLYWHEEL_TORCH_THREADS, else all cores — except for tiny models, whose
+    ops are too short to share between threads (2 threads made a 0.1M-parameter model's step ~10x slower
+    on this 2-core machine while other work ran)."""
+    if os.environ.get("FLYWHEEL_TORCH_THREADS"):
+        return int(os.environ["FLYWHEEL_TORCH_THREADS"])
+    return 1 if n_parameters < 20_000_000 else (os.cpu_count() or 1)
+
+
+def sft_dataset(train: pd.DataFrame, prompt: RoutingPrompt, tokenizer):
+    """prompt/completion pairs: the rendered chat prompt, the expert name (trl appends EOS)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "prompt": [prompt.render(tokenizer, t) for t in train["text"]],
+            "completion": [prompt.completion(tokenizer, label) for label in train["label"]],
+        }
+    )
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint (trainer_state.json written) under folder, if any."""
+    done = [
+        p for p in Path(folder).glob("checkpoint-*") if (p / "trainer_state.json").is_file() and p.is_dir()
+    ]
+    return max(done, key=lambda p: int(p.name.split("-")[-1])) if done else None
+
+
+def peft_config(candidate: CandidateConfig, tokenizer, prompt: RoutingPrompt):
+    from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, TaskType
+
+    if candidate.method == "lora":
+        return LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=candidate.lora_r,
+            lora_alpha=candidate.lora_alpha or 2 * candidate.lora_r,
+            lora_dropout=candidate.lora_dropout,
+            target_modules=candidate.lora_target_modules,
+        )
+    if candidate.method == "prompt_tuning":
+        return PromptTuningConfig(
+            task_type=TaskType.CAUSAL_LM,
+            num_virtual_tokens=candidate.num_virtual_tokens,
+            prompt_tuning_init=PromptTuningInit.TEXT,
+            prompt_tuning_init_text=prompt.system(),
+            tokenizer_name_or_path=getattr(tokenizer, "name_or_path", None),
+        )
+    return None
+
+
+def train_causal(
+    candidate: CandidateConfig,
+    train: pd.DataFrame,
+    experts: dict[str, str],
+    out_dir: Path,
+    seed: int,
+    callbacks: list | None = None,
+) -> dict:
+    """Train (or prepare, for zero/few-shot) one causal-LM candidate into out_dir; return its record."""
+    prompt = RoutingPrompt(experts, style=candidate.prompt_style)
+    card = {
+        "kind": candidate.kind,
+        "name": candidate.name,
+        "labels": list(experts),
+        "experts": experts,
+        "source": candidate.model,
+        "method": candidate.method,
+        "prompt_style": candidate.prompt_style,
+        "decision": candidate.decision,
+        "max_length": candidate.max_length,
+    }
+    if candidate.method in ("zero_shot", "few_shot"):
+        return _prepare_untrained(candidate, train, card, out_dir)
+    return _train_sft(candidate, train, prompt, card, Path(out_dir), seed, callbacks or [])
+
+
+def _prepare_untrained(candidate: CandidateConfig, train: pd.DataFrame, card: dict, out_dir: Path) -> dict:
+    model, _ = load_causal_lm(candidate.model)
+    parameters = sum(p.numel() for p in model.parameters())
+    card.update(weights="source", parameters=parameters)
+    if candidate.method == "few_shot":
+        texts, labels = train["text"].tolist(), train["label"].tolist()
+        FewShotSelector(texts, labels, embed_texts(texts)).save(out_dir)
+        card.update(few_shot_k=candidate.few_shot_k, few_shot_max_tokens=candidate.few_shot_max_tokens)
+    write_candidate_card(out_dir, **card)
+    return {"parameters": parameters, "trainable_parameters": 0, "steps": 0, "method": candidate.method}
+
+
+def _train_sft(
+    candidate: CandidateConfig,
+    train: pd.DataFrame,
+    prompt: RoutingPrompt,
+    card: dict,
+    out_dir: Path,
+    seed: int,
+    callbacks: list,
+) -> dict:
+    import torch
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    set_seed(seed)
+    hw = hardware_defaults(candidate)
+    model, tokenizer = load_causal_lm(candidate.model, dtype=hw["dtype"], device_map=hw["device_map"])
+    if hw["device"] == "cpu":
+        hw["threads"] = cpu_threads(sum(p.numel() for p in model.parameters()))
+        torch.set_num_threads(hw["threads"])
+    config = peft_config(candidate, tokenizer, prompt)
+    checkpoints = out_dir / "checkpoints"
+    resume = last_checkpoint(checkpoints)
+    args = SFTConfig(
+        output_dir=str(checkpoints),
+        num_train_epochs=candidate.epochs,
+        max_steps=candidate.max_steps,
+        per_device_train_batch_size=candidate.batch_size,
+        gradient_accumulation_steps=candidate.gradient_accumulation_steps,
+        learning_rate=candidate.learning_rate,
+        warmup_steps=candidate.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        weight_decay=candidate.weight_decay,
+        max_length=candidate.max_length,
+        completion_only_loss=True,
+        packing=False,
+        activation_checkpointing=hw["gradient_checkpointing"],
+        bf16=hw["bf16"],
+        fp16=hw["fp16"],
+        logging_steps=candidate.logging_steps,
+        save_strategy="steps",
+        save_steps=candidate.save_steps,
+        save_total_limit=2,
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=hw["pin_memory"],
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=sft_dataset(train, prompt, tokenizer),
+        processing_class=tokenizer,
+        peft_config=config,
+        callbacks=callbacks,
+    )
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    if hw["device"].startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - started
+    if not trainer.is_world_process_zero():
+        return {}
+
+    final = trainer.model
+    if candidate.method == "full":
+        final.save_pretrained(out_dir / "model")
+        tokenizer.save_pretrained(out_dir / "model")
+        card.update(weights="model")
+    else:
+        final.save_pretrained(out_dir / "adapter")
+        tokenizer.save_pretrained(out_dir / "adapter")
+        card.update(weights="adapter")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+
+    history = trainer.state.log_history
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    from flywheel.finetune.train import _plot_loss
+
+    _plot_loss(losses, candidate.name, out_dir / "training_curve.png")
+    base_parameters = sum(p.numel() for n, p in final.named_parameters() if "lora_" not in n)
+    card.update(parameters=base_parameters, trainable_parameters=trainable)
+    write_candidate_card(out_dir, **card)
+    tokens = trainer.state.num_input_tokens_seen
+    record = {
+        "parameters": base_parameters,
+        "trainable_parameters": trainable,
+        "total_parameters_in_training": total,
+        "method": candidate.method,
+        "steps": result.global_step,
+        "final_loss": losses[-1][1] if losses else result.training_loss,
+        "train_loss": result.training_loss,
+        "samples_per_second": result.metrics.get("train_samples_per_second"),
+        "tokens_seen": int(tokens),
+        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 and not resume else None,
+        "seconds_per_step": round(seconds / max(result.global_step - _step(resume), 1), 3),
+        "resumed_from_checkpoint": resume.name if resume else None,
+        "device": hw["device"],
+        "threads": hw.get("threads"),
+        "dtype": str(hw["dtype"]).replace("torch.", ""),
+        "gradient_checkpointing": hw["gradient_checkpointing"],
+        "loss_curve": losses,
+    }
+    if hw["device"].startswith("cuda"):
+        record["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    (out_dir / "sft_history.json").write_text(json.dumps(history, indent=1) + "\n")
+    return record
+
+
+def _step(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.split("-")[-1]) if checkpoint else 0

@@ -1,0 +1,105 @@
+"""`flywheel serve` (the router service) and `flywheel promote` (the promotion registry)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flywheel.config import REPO_ROOT, load_config
+
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="cycle config (YAML)")]
+StoreOption = Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the config's store)")]
+RunsOption = Annotated[Path, typer.Option(help="runs folder (the default store and the registry export)")]
+
+
+def _registry(config: Path, store: str | None, runs_dir: Path):
+    from flywheel.registry import Registry, default_export_path
+    from flywheel.store import Store
+
+    cfg = load_config(config)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    handle = Store(store or cfg.store_url(runs_dir))
+    return cfg, handle, Registry(handle, default_export_path(runs_dir, cfg.name))
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default: serve.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: serve.port)")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    store: StoreOption = None,
+    runs_dir: RunsOption = Path("runs"),
+    default_model: Annotated[
+        Path | None,
+        typer.Option(help="candidate folder used until one is promoted (default: serve.default_model)"),
+    ] = None,
+) -> None:
+    """Serve the promoted router as an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models,
+    /v1/feedback); every interaction is logged to the store."""
+    import uvicorn
+
+    from flywheel.serve.app import create_app
+    from flywheel.serve.records import warm_up
+    from flywheel.serve.routing import NoRouterAvailable, RouterProvider, configured_default_model
+
+    cfg, handle, registry = _registry(config, store, runs_dir)
+    provider = RouterProvider(registry, default_model or configured_default_model(cfg))
+    app = create_app(handle, provider, max_request_bytes=cfg.serve.max_request_bytes)
+    host, port = host or cfg.serve.host, cfg.serve.port if port is None else port
+    typer.echo("loading the router and the PII masker ...", err=True)
+    try:
+        provider.get()
+    except NoRouterAvailable as err:  # the service still starts; requests get 503 until one is promoted
+        typer.echo(f"warning: {err}", err=True)
+    warm_up()
+    typer.echo(f"flywheel router on http://{host}:{port}/v1 · store {handle}", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def promote(
+    artifact: Annotated[Path | None, typer.Argument(help="trained candidate folder to promote")] = None,
+    reason: Annotated[str | None, typer.Option(help="why (required to promote)")] = None,
+    metrics: Annotated[str | None, typer.Option(help="metrics as a JSON object")] = None,
+    cycle_id: Annotated[str | None, typer.Option(help="the cycle that produced the artifact")] = None,
+    rollback: Annotated[bool, typer.Option("--rollback", help="restore the previous promotion")] = False,
+    show: Annotated[bool, typer.Option("--show", help="print the current promotion and history")] = False,
+    config: ConfigOption = DEFAULT_CONFIG,
+    store: StoreOption = None,
+    runs_dir: RunsOption = Path("runs"),
+) -> None:
+    """Promote a trained candidate, roll back to the previous one, or show the registry (JSON)."""
+    from flywheel.registry import RegistryError
+
+    chosen = sum([artifact is not None, rollback, show])
+    if chosen != 1:
+        typer.echo("give exactly one of: ARTIFACT (to promote), --rollback, --show", err=True)
+        raise typer.Exit(2)
+    _, _, registry = _registry(config, store, runs_dir)
+    try:
+        if show:
+            typer.echo(json.dumps(registry.snapshot(), indent=2))
+        elif rollback:
+            undone = registry.current()
+            restored = registry.rollback(reason or "manual rollback (flywheel promote --rollback)")
+            summary = {"rolled_back": undone.model_name if undone else None, "current": restored.as_dict()}
+            typer.echo(json.dumps(summary))
+        else:
+            if not reason:
+                typer.echo("promoting needs --reason", err=True)
+                raise typer.Exit(2)
+            parsed = json.loads(metrics) if metrics else {}
+            if not isinstance(parsed, dict):
+                raise ValueError("--metrics must be a JSON object")
+            entry = registry.promote(artifact, reason=reason, metrics=parsed, cycle_id=cycle_id)
+            typer.echo(json.dumps({"current": entry.as_dict()}))
+    except (RegistryError, FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("promote")(promote)

@@ -1,0 +1,138 @@
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from flywheel.collect.drift import cycle_status, drift_table, plot_drift, store_drift
+from flywheel.collect.ingest import ingest
+from flywheel.collect.pii import PiiMasker
+from flywheel.config import REPO_ROOT, load_config
+from flywheel.store import Store
+
+CONFIG = load_config(REPO_ROOT / "configs" / "demo.yaml")
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    """The full-size demo world (seed 7) ingested once; tests that write to it copy it first."""
+    from flywheel.demo.generator import generate_demo
+
+    folder = tmp_path_factory.mktemp("drift")
+    generate_demo(folder, CONFIG.experts, n_interactions=1200, weeks=6, start="2026-09-07", seed=CONFIG.seed)
+    store = Store(f"sqlite:///{folder / 'store.db'}")
+    ingest(store, [folder / "logs.jsonl"], progress=False, masker=PiiMasker(names=False))
+    return folder
+
+
+def open_copy(folder, tmp_path) -> Store:
+    target = tmp_path / "store.db"
+    target.write_bytes((folder / "store.db").read_bytes())
+    return Store(f"sqlite:///{target}")
+
+
+def test_the_launch_week_and_only_it_is_flagged(demo_store, tmp_path):
+    table = store_drift(open_copy(demo_store, tmp_path), CONFIG.collect.drift)
+    assert len(table) == 6
+    assert table["flagged"].tolist() == [False, False, False, True, False, False]
+    launch = table.iloc[3]
+    assert str(launch["start"]) == "2026-09-28"
+    assert "traffic_mix" in launch["moved"]
+    assert launch["p_mix"] < 1e-6
+    assert launch["share_product_docs"] > 1.8 * table.iloc[:3]["share_product_docs"].mean()
+    assert pd.isna(table.iloc[0]["p_mix"])  # nothing to compare the first window with
+    assert table["routing_error_rate"].isna().all()  # no reviews yet
+
+
+def test_routing_error_rate_comes_with_reviews():
+    stamps = pd.to_datetime(["2026-09-07"] * 100 + ["2026-09-14"] * 100, utc=True)
+    frame = pd.DataFrame(
+        {
+            "id": [f"i{k}" for k in range(200)],
+            "timestamp": stamps,
+            "routed_expert": ["it_help", "facilities"] * 100,
+            "satisfied": [True, False] * 100,
+        }
+    )
+    routed_wrong = [f"i{k}" for k in range(2)] + [f"i{k}" for k in range(100, 140)]
+    reviews = pd.DataFrame({"interaction_id": routed_wrong, "cause": "routing"})
+    table = drift_table(frame, reviews, min_window_size=30)
+    assert table["routing_error_rate"].round(2).tolist() == [0.02, 0.40]
+    assert table["moved"].tolist() == [[], ["routing_errors"]]
+
+
+def test_small_windows_are_not_tested():
+    frame = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "timestamp": pd.to_datetime(["2026-09-07", "2026-09-08", "2026-09-14", "2026-09-15"], utc=True),
+            "routed_expert": ["x", "x", "y", "y"],
+            "satisfied": [True, True, False, False],
+        }
+    )
+    table = drift_table(frame, None, min_window_size=30)
+    assert table["p_mix"].isna().all() and not table["flagged"].any()
+
+
+def test_plot_has_three_panels_and_is_saved(demo_store, tmp_path):
+    table = store_drift(open_copy(demo_store, tmp_path), CONFIG.collect.drift)
+    fig = plot_drift(table, tmp_path / "drift.png")
+    assert len(fig.axes) == 3
+    assert (tmp_path / "drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_status_wants_a_cycle_until_one_is_marked(demo_store, tmp_path):
+    store = open_copy(demo_store, tmp_path)
+    first = cycle_status(store, CONFIG.collect)
+    assert first["should_run"] is True
+    assert first["new_feedback"] == 1200
+    assert first["last_cycle"] is None
+    assert list(first["flagged_windows"]) == ["2026-09-28/2026-10-04"]
+    store.mark_cycle("cycle-1")
+    after = cycle_status(store, CONFIG.collect)
+    assert (after["should_run"], after["new_feedback"], after["flagged_windows"]) == (False, 0, {})
+    assert after["last_cycle"]["cycle_id"] == "cycle-1"
+
+
+def test_status_cli_prints_json_and_exit_code(demo_store, tmp_path):
+    from flywheel.cli import app
+
+    store = open_copy(demo_store, tmp_path)
+    url = str(store.engine.url)
+    runner = CliRunner()
+    result = runner.invoke(app, ["status", "--store", url, "--exit-code"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["should_run"] is True
+    store.mark_cycle("c1")
+    result = runner.invoke(app, ["status", "--store", url, "--exit-code"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["should_run"] is False
+
+
+def test_new_feedback_after_a_cycle_triggers_the_next(tmp_path, write_jsonl):
+    from conftest import good_record
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    config = CONFIG.collect.model_copy(
+        update={"drift": CONFIG.collect.drift.model_copy(update={"min_new_feedback": 3})}
+    )
+    ingest(
+        store,
+        [write_jsonl("a.jsonl", [good_record(i) for i in range(5)])],
+        progress=False,
+        masker=PiiMasker(names=False),
+    )
+    store.mark_cycle("c1")
+    assert cycle_status(store, config)["new_feedback"] == 0
+    late = [
+        {
+            "interaction_id": f"ix-{i:06d}",
+            "rating": 1,
+            "timestamp": datetime(2026, 9, 9, tzinfo=UTC).isoformat(),
+        }
+        for i in range(3)
+    ]
+    ingest(store, [write_jsonl("fb.jsonl", late)], progress=False, masker=PiiMasker(names=False))
+    status = cycle_status(store, config)
+    assert (status["should_run"], status["new_feedback"]) == (True, 3)
