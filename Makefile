@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/demo.yaml
 
-.PHONY: setup system-deps argilla-venv cycle test test-slow lint format clean-runs
+.PHONY: setup system-deps argilla-venv cycle test test-slow lint format clean-runs bench
 
 setup: $(STAMP) system-deps
 
@@ -44,6 +44,10 @@ test-slow: setup
 format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Benchmarks: figures in BENCHMARKS.md (not part of the tests; run on a quiet machine).
+bench: setup
+	$(BIN)/python -m bench
 
 clean-runs:
 	rm -rf runs

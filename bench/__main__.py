@@ -18,9 +18,28 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# name -> (script, full-size arguments, quick arguments)
+
+def latest_demo_router_args() -> list[str]:
+    """router_decision needs a fine-tuned SmolLM2 and its test split: the latest demo cycle's."""
+    runs = sorted(REPO.glob("runs/*-demo/artifacts/candidates/smollm2-lora/candidate.json"))
+    if not runs:
+        raise SystemExit("router_decision needs a demo cycle first: make cycle")
+    run = runs[-1].parents[3]
+    (split,) = (run / "artifacts" / "ground_truth").glob("*/test.parquet")
+    return ["--candidate", str(runs[-1].parent), "--test", str(split)]
+
+
+CPU_SMOKE = ["--device", "cpu", "--steps", "2"]
+
+# name -> (script, full-size arguments, quick arguments); a callable is evaluated when the benchmark runs
 BENCHMARKS = {
     "cycle": ("bench/cycle.py", ["--sizes", "test", "demo", "--repeats", "1"], ["--sizes", "test"]),
+    "ingest": ("bench/ingest.py", ["--records", "1000000"], ["--records", "5000"]),
+    "serve": ("bench/serve.py", ["--n", "200"], ["--n", "10", "--warmup", "2"]),
+    "sft_step": ("bench/sft_step.py", [], ["--steps", "1", "--warmup", "1", "--batch", "2"]),
+    "router_decision": ("bench/router_decision.py", latest_demo_router_args, latest_demo_router_args),
+    # On a lent GPU run it directly: python bench/gpu_check.py (cuda, then the same steps on CPU).
+    "gpu_check": ("bench/gpu_check.py", CPU_SMOKE, CPU_SMOKE),
 }
 
 
@@ -64,7 +83,8 @@ def main() -> None:
     }
     for name in args.only:
         script, full, quick = BENCHMARKS[name]
-        command = [sys.executable, script, *(quick if args.quick else full)]
+        extra = quick if args.quick else full
+        command = [sys.executable, script, *(extra() if callable(extra) else extra)]
         print(f"[bench] {name}: {' '.join(command[1:])}", flush=True)
         started = time.perf_counter()
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)

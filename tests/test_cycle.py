@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from flywheel.config import REPO_ROOT
+from flywheel.config import REPO_ROOT, load_config
 from flywheel.runs import STAGES
 
 
@@ -41,7 +41,7 @@ def test_summary_has_baseline_candidates_and_a_decision(cycle_run):
     assert 0.85 <= baseline["accuracy"] <= 0.99
     assert baseline["ci_low"] < baseline["accuracy"] < baseline["ci_high"]
     names = {c["name"] for c in summary["candidates"]}
-    assert names == {"tfidf-logreg", "minilm-l6-full"}
+    assert names == {c.name for c in load_config(REPO_ROOT / "configs" / "test.yaml").candidates}
     for candidate in summary["candidates"]:
         assert candidate["n"] == baseline["n"]  # paired: the same test items
         assert 0 <= candidate["mcnemar_p"] <= 1

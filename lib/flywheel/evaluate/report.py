@@ -89,6 +89,7 @@ def write_summary(run: RunDir, evaluation: Evaluation, ground_truth: dict) -> di
         "written_at": now_iso(),
         "ground_truth": ground_truth,
         "review": run.manifest().get("review"),
+        "judges": run.results("02_triage").get("judges"),
         "baseline": evaluation.rows[0],
         "candidates": evaluation.rows[1:],
         "promoted": evaluation.decision["promoted"],
