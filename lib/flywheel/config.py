@@ -117,16 +117,6 @@ class ReviewConfig(_Strict):
     dataset: str | None = Field(default=None, description="default: <config name>-review-<store hash>")
 
 
-class EndpointConfig(_Strict):
-    """An OpenAI-compatible chat-completions endpoint. The API key is read from the environment variable
-    named by `api_key_env` (never written in a config)."""
-
-    base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1")
-    model: str
-    api_key_env: str | None = Field(default=None, description="name of the env variable holding the key")
-    timeout_s: float = Field(default=60.0, gt=0)
-
-
 class LLMJudgeConfig(_Strict):
     """The LLM judge: an endpoint or a local transformers chat model (a model source or folder)."""
 
@@ -183,6 +173,16 @@ class SplitConfig(_Strict):
     test_size: float = Field(default=0.4, gt=0, lt=1)
 
 
+class EndpointConfig(_Strict):
+    """An OpenAI-compatible chat-completions endpoint. The API key is read from the environment variable
+    named by `api_key_env` (never written in a config)."""
+
+    base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1")
+    model: str
+    api_key_env: str | None = Field(default=None, description="name of the env variable holding the key")
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
 class CandidateConfig(_Strict):
     """One small model to train: a model source, a method and its hyper-parameters.
 
@@ -191,7 +191,7 @@ class CandidateConfig(_Strict):
     generation); `gradient_checkpointing: null` means the hardware default (off on CPU)."""
 
     name: str
-    kind: Literal["tfidf_logreg", "encoder_classifier", "causal_lm"]
+    kind: Literal["tfidf_logreg", "encoder_classifier", "causal_lm", "endpoint"]
     model: str | None = Field(
         default=None,
         description="model source: minilm-l6, smollm2-135m-instruct, tiny-llama, a folder, a hub id",
@@ -218,11 +218,15 @@ class CandidateConfig(_Strict):
     decision: Literal["score", "generate"] = "score"
     few_shot_k: int = Field(default=4, ge=1)
     few_shot_max_tokens: int = Field(default=256, ge=16)
+    # endpoint only: a model hosted elsewhere (NIM, vLLM, OpenAI), evaluated by generation; nothing trains
+    endpoint: EndpointConfig | None = None
 
     @model_validator(mode="after")
     def _methods_fit_kind(self) -> CandidateConfig:
         if self.kind != "causal_lm" and self.method not in ("full", "lora"):
             raise ValueError(f"{self.name}: method {self.method!r} is for causal_lm candidates only")
+        if (self.kind == "endpoint") != (self.endpoint is not None):
+            raise ValueError(f"{self.name}: `endpoint` is required for kind endpoint, and only for it")
         if self.kind == "causal_lm" and not self.model:
             raise ValueError(f"{self.name}: a causal_lm candidate needs `model` (a model source)")
         return self

@@ -105,6 +105,30 @@ class EncoderRouter:
         return out
 
 
+class EndpointRouter:
+    """A model behind any OpenAI-compatible endpoint, asked to route by generation (the long prompt with
+    the catalog's descriptions); an answer naming no single expert is None, counted wrong."""
+
+    def __init__(self, name: str, endpoint: dict, experts: dict[str, str]):
+        from flywheel.causal import RoutingPrompt
+        from flywheel.endpoints import EndpointChatModel
+
+        self.name = name
+        self.prompt = RoutingPrompt(experts, style="long")
+        self.client = EndpointChatModel(
+            endpoint["base_url"],
+            endpoint["model"],
+            api_key_env=endpoint.get("api_key_env"),
+            timeout_s=endpoint.get("timeout_s", 60.0),
+            max_tokens=16,
+        )
+
+    def predict(self, texts: list[str]) -> list[str | None]:
+        from flywheel.causal import parse_expert
+
+        return [parse_expert(self.client.complete(self.prompt.messages(t)), self.prompt.names) for t in texts]
+
+
 def load_router(folder: str | Path) -> Router:
     folder = Path(folder)
     card = read_candidate_card(folder)
@@ -118,6 +142,8 @@ def load_router(folder: str | Path) -> Router:
         from flywheel.causal import load_causal_router
 
         return load_causal_router(folder, card)
+    if card["kind"] == "endpoint":
+        return EndpointRouter(card["name"], card["endpoint"], card["experts"])
     raise ValueError(f"{folder}: unknown candidate kind {card['kind']!r}")
 
 

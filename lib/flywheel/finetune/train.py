@@ -53,6 +53,15 @@ def train_candidate(
         record = _train_tfidf(candidate, train, out_dir, seed)
     elif candidate.kind == "encoder_classifier":
         record = _train_encoder(candidate, train, experts, out_dir, seed)
+    elif candidate.kind == "endpoint":  # hosted elsewhere: nothing to train, only how to reach it
+        write_candidate_card(
+            out_dir,
+            kind="endpoint",
+            name=candidate.name,
+            experts=catalog,
+            endpoint=candidate.endpoint.model_dump(),
+        )
+        record = {"parameters": None, "trainable_parameters": 0}
     else:  # the config schema already limits kinds; this guards future ones
         raise ValueError(f"unknown candidate kind {candidate.kind!r}")
     record.update(
