@@ -81,3 +81,44 @@ def test_too_few_examples_of_an_expert_is_a_clear_error(tmp_path):
     rows.append(("lonely", "only one", "facilities", True, None, 1, 1))
     with pytest.raises(ValueError, match="least populated class"):
         build_ground_truth(frame(rows), reviews([]), EXPERTS, tmp_path, test_size=0.4, seed=0)
+
+
+def test_near_duplicates_are_removed_so_none_straddles_the_split(tmp_path):
+    import numpy as np
+
+    rows, vectors = [], {}
+    for i in range(60):
+        expert = EXPERTS[i % 3]
+        text = f"how do I fix thing {i} for {expert}"
+        rows.append((f"ix-{i:03d}", text, expert, True, pd.Timestamp("2026-09-08"), 5, 1))
+        base = np.zeros(64)
+        base[i] = 1.0
+        vectors[text] = base
+    # Ten paraphrases, each nearly identical (cosine ~0.995) to an original of the same expert.
+    for i in range(10):
+        expert = EXPERTS[i % 3]
+        text = f"fix thing {i} please ({expert})"
+        rows.append((f"ix-p{i:02d}", text, expert, True, pd.Timestamp("2026-09-09"), 5, 1))
+        near = np.zeros(64)
+        near[i], near[63 - i] = 1.0, 0.1
+        vectors[text] = near / np.linalg.norm(near)
+
+    def embed(texts):
+        return np.array([vectors[t] for t in texts])
+
+    truth = build_ground_truth(
+        frame(rows),
+        reviews([]),
+        EXPERTS,
+        tmp_path,
+        test_size=0.4,
+        seed=0,
+        near_duplicate_threshold=0.95,
+        embed=embed,
+    )
+    counts = truth.card["counts"]
+    assert counts["near_duplicates_removed"] == 10
+    assert counts["exact_duplicates_removed"] == 0
+    assert len(truth.train) + len(truth.test) == 60
+    assert not any(text.startswith("fix thing") for text in pd.concat([truth.train, truth.test])["text"])
+    assert truth.card["leakage_check"]["near_duplicate_pairs_across_splits"] == 0

@@ -171,6 +171,12 @@ class JudgesConfig(_Strict):
 
 class SplitConfig(_Strict):
     test_size: float = Field(default=0.4, gt=0, lt=1)
+    near_duplicate_threshold: float | None = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="MiniLM cosine similarity making two texts one; null: off",
+    )
 
 
 class EndpointConfig(_Strict):

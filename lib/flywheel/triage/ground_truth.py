@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -77,6 +78,22 @@ def label_interactions(interactions: pd.DataFrame, reviews: pd.DataFrame, expert
     return frame[usable].rename(columns={"query_masked": "text"})
 
 
+def near_duplicate_groups(embeddings: np.ndarray, threshold: float) -> np.ndarray:
+    """A group id per row: rows linked by cosine similarity >= threshold (transitively) share one."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    similar = embeddings @ embeddings.T >= threshold
+    return connected_components(csr_matrix(similar), directed=False)[1]
+
+
+def cross_split_near_duplicates(train_emb: np.ndarray, test_emb: np.ndarray, threshold: float) -> int:
+    """How many train/test pairs are at least this similar (the leakage check; 0 after removal)."""
+    if len(train_emb) == 0 or len(test_emb) == 0:
+        return 0
+    return int((test_emb @ train_emb.T >= threshold).sum())
+
+
 def build_ground_truth(
     interactions: pd.DataFrame,
     reviews: pd.DataFrame,
@@ -84,16 +101,39 @@ def build_ground_truth(
     out_root: Path,
     test_size: float,
     seed: int,
+    near_duplicate_threshold: float | None = None,
+    embed=None,
 ) -> GroundTruth:
+    """`embed(texts) -> normalised vectors` (default: MiniLM) serves the near-duplicate threshold, if set."""
     labelled = label_interactions(interactions, reviews, experts)
     labelled = labelled.assign(norm=labelled["text"].map(normalise))
     deduped = labelled.drop_duplicates("norm", keep="first")
+    exact_removed = len(labelled) - len(deduped)
+    near_removed = 0
+    if near_duplicate_threshold is not None and len(deduped):
+        if embed is None:
+            from flywheel.causal import embed_texts as embed
+        vectors = np.asarray(embed(deduped["text"].tolist()))
+        groups = near_duplicate_groups(vectors, near_duplicate_threshold)
+        keep = ~pd.Series(groups).duplicated().to_numpy()  # the first text of each group stays
+        near_removed = int((~keep).sum())
+        deduped, vectors = deduped[keep], vectors[keep]
+        by_id = dict(zip(deduped["id"], vectors, strict=True))
     train, test = train_test_split(deduped, test_size=test_size, stratify=deduped["label"], random_state=seed)
     train = train.sort_values("id")[SPLIT_COLUMNS].reset_index(drop=True)
     test = test.sort_values("id")[SPLIT_COLUMNS].reset_index(drop=True)
     leaks = set(train["text"].map(normalise)) & set(test["text"].map(normalise))
     if leaks:
         raise AssertionError(f"{len(leaks)} normalised texts are in both splits")
+    near_leaks = None
+    if near_duplicate_threshold is not None:
+        near_leaks = cross_split_near_duplicates(
+            np.array([by_id[i] for i in train["id"]]),
+            np.array([by_id[i] for i in test["id"]]),
+            near_duplicate_threshold,
+        )
+        if near_leaks:
+            raise AssertionError(f"{near_leaks} near-duplicate pairs straddle the split")
 
     digest = hashlib.sha256()
     for split, frame in (("train", train), ("test", test)):
@@ -110,7 +150,9 @@ def build_ground_truth(
         "counts": {
             "interactions": len(interactions),
             "labelled": len(labelled),
-            "duplicates_removed": len(labelled) - len(deduped),
+            "duplicates_removed": exact_removed + near_removed,
+            "exact_duplicates_removed": exact_removed,
+            "near_duplicates_removed": near_removed,
             "train": len(train),
             "test": len(test),
         },
@@ -118,7 +160,12 @@ def build_ground_truth(
         "per_expert": pd.crosstab(
             pd.concat([train["label"], test["label"]]), ["train"] * len(train) + ["test"] * len(test)
         ).to_dict(orient="index"),
-        "leakage_check": {"normalised_texts_in_both_splits": len(leaks), "passed": not leaks},
+        "leakage_check": {
+            "normalised_texts_in_both_splits": len(leaks),
+            "near_duplicate_pairs_across_splits": near_leaks,
+            "near_duplicate_threshold": near_duplicate_threshold,
+            "passed": not leaks and not near_leaks,
+        },
         "split": {"test_size": test_size, "seed": seed, "stratified_by": "label"},
         "pii": "text is the PII-masked query",
     }
