@@ -174,15 +174,21 @@ def test_out_of_scope_cut_defaults_to_a_quantile_of_satisfactory_neighbour_simil
     assert fixed.out_of_scope_similarity == 0.123
 
 
-def test_embeddings_are_cached_on_disk(embedder, tmp_path):
+def test_embeddings_are_cached_on_disk(embedder, tmp_path, monkeypatch):
+    import flywheel.embeddings
+
     texts = ["badge not working", "pay slip missing"]
     first = Embedder("minilm-l6", cache_dir=tmp_path)
     vectors = first.encode(texts)
     assert vectors.shape == (2, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the encoder ran although every text was cached")
+
+    monkeypatch.setattr(flywheel.embeddings, "embed", no_encoder)
     again = Embedder("minilm-l6", cache_dir=tmp_path)
     np.testing.assert_allclose(again.encode(texts), vectors, atol=1e-6)
-    assert again._model is None  # answered from the cache, the encoder never loaded
 
 
 def test_run_judges_from_config_and_suggestions(embedder, reference, tmp_path):

