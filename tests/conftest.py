@@ -6,6 +6,29 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+# A small separable routing task shared by the training tests: four requests per expert.
+ROUTING_PHRASES = {
+    "it_help": [
+        "my laptop will not boot",
+        "reset my vpn password",
+        "outlook keeps crashing",
+        "install python",
+    ],
+    "hr_benefits": [
+        "dental plan coverage",
+        "how much parental leave",
+        "401k matching",
+        "enroll in insurance",
+    ],
+    "facilities": [
+        "book a meeting room",
+        "my badge does not open",
+        "parking garage hours",
+        "desk chair broken",
+    ],
+}
+
+
 def good_record(i: int = 1, **overrides) -> dict:
     """A valid interaction record in the documented schema."""
     record = {

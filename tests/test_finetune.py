@@ -2,32 +2,14 @@
 
 import pandas as pd
 import pytest
+from conftest import ROUTING_PHRASES
 
 from flywheel.config import CandidateConfig
 from flywheel.finetune.train import train_all, train_candidate
 from flywheel.models import load_router, resolve_model_source
 
 EXPERTS = ["it_help", "hr_benefits", "facilities"]
-PHRASES = {
-    "it_help": [
-        "my laptop will not boot",
-        "reset my vpn password",
-        "outlook keeps crashing",
-        "install python",
-    ],
-    "hr_benefits": [
-        "dental plan coverage",
-        "how much parental leave",
-        "401k matching",
-        "enroll in health insurance",
-    ],
-    "facilities": [
-        "book a meeting room",
-        "my badge does not open the door",
-        "parking garage hours",
-        "desk chair",
-    ],
-}
+PHRASES = ROUTING_PHRASES
 
 
 def task(repeats: int) -> pd.DataFrame:

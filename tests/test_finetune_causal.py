@@ -9,6 +9,7 @@ import textwrap
 
 import pandas as pd
 import pytest
+from conftest import ROUTING_PHRASES
 
 from flywheel.config import CandidateConfig
 from flywheel.finetune.train import train_candidate
@@ -19,26 +20,7 @@ CATALOG = {
     "hr_benefits": "Insurance, leave, retirement.",
     "facilities": "Offices, badges, parking.",
 }
-PHRASES = {
-    "it_help": [
-        "my laptop will not boot",
-        "reset my vpn password",
-        "outlook keeps crashing",
-        "install python",
-    ],
-    "hr_benefits": [
-        "dental plan coverage",
-        "how much parental leave",
-        "401k matching",
-        "enroll in insurance",
-    ],
-    "facilities": [
-        "book a meeting room",
-        "my badge does not open",
-        "parking garage hours",
-        "desk chair broken",
-    ],
-}
+PHRASES = ROUTING_PHRASES
 
 
 def split_task() -> tuple[pd.DataFrame, pd.DataFrame]:
