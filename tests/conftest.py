@@ -115,3 +115,31 @@ def router_service(tmp_path_factory):
 
 class _ServiceURL(str):
     store = None
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL server per session (tests/pgcluster.py); each test gets its own database."""
+    from pgcluster import PgCluster, postgres_bindir
+
+    bindir = postgres_bindir()
+    if bindir is None:
+        require_binary("/usr/lib/postgresql/15/bin/initdb", "PostgreSQL server for the store tests")
+    cluster = PgCluster(bindir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, tmp_path):
+    """A fresh store on each backend: a SQLite file, and a new database on the session's PostgreSQL."""
+    from flywheel.store import Store
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("pg_cluster").create_database()
+    store = Store(url)
+    assert store.engine.dialect.name == request.param
+    yield store
+    store.engine.dispose()

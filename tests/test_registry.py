@@ -6,8 +6,6 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from conftest import require_binary
-from pgcluster import PgCluster, postgres_bindir
 from typer.testing import CliRunner
 
 from flywheel.cli import app
@@ -25,26 +23,9 @@ def candidate(tmp_path, name: str):
     return folder
 
 
-@pytest.fixture(scope="module")
-def pg_cluster():
-    bindir = postgres_bindir()
-    if bindir is None:
-        require_binary("/usr/lib/postgresql/15/bin/initdb", "PostgreSQL server for the registry tests")
-    cluster = PgCluster(bindir).start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("pg_cluster").create_database()
-    store = Store(url)
-    assert store.engine.dialect.name == request.param
-    yield Registry(store, tmp_path / "registry.json")
-    store.engine.dispose()
+@pytest.fixture
+def registry(any_store, tmp_path):
+    return Registry(any_store, tmp_path / "registry.json")
 
 
 def test_empty_registry_has_no_current_and_no_history(registry):

@@ -4,34 +4,11 @@ In CI (CI=true) a missing PostgreSQL fails the tests instead of skipping them.""
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from conftest import good_record, require_binary
-from pgcluster import PgCluster, postgres_bindir
+from conftest import good_record
 
 from flywheel.collect.ingest import content_hash, ingest, to_row
 from flywheel.schema import Interaction
 from flywheel.store import IN_CHUNK, Store, feedback, interactions, quarantine, reviews
-
-
-@pytest.fixture(scope="session")
-def pg_cluster():
-    bindir = postgres_bindir()
-    if bindir is None:
-        require_binary("/usr/lib/postgresql/15/bin/initdb", "PostgreSQL server for the store tests")
-    cluster = PgCluster(bindir).start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("pg_cluster").create_database()
-    store = Store(url)
-    yield store
-    store.engine.dispose()
 
 
 def row(i, **overrides):
