@@ -34,6 +34,7 @@ CPU_SMOKE = ["--device", "cpu", "--steps", "2"]
 # name -> (script, full-size arguments, quick arguments); a callable is evaluated when the benchmark runs
 BENCHMARKS = {
     "cycle": ("bench/cycle.py", ["--sizes", "test", "demo", "--repeats", "1"], ["--sizes", "test"]),
+    "profile_cycle": ("bench/profile_cycle.py", ["--size", "demo"], ["--size", "test", "--rate", "20"]),
     "ingest": ("bench/ingest.py", ["--records", "1000000"], ["--records", "5000"]),
     "serve": ("bench/serve.py", ["--n", "200"], ["--n", "10", "--warmup", "2"]),
     "sft_step": ("bench/sft_step.py", [], ["--steps", "1", "--warmup", "1", "--batch", "2"]),

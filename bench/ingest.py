@@ -145,7 +145,7 @@ def main() -> None:
             for k in ("flywheel", "pandas")
         },
     }
-    print(json.dumps(results, indent=2))
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Causal-LM routers: label scoring (shared-prefix KV cache, one batched pass for all experts) against a naive
-per-expert computation, agreement of scoring and greedy generation, LoRA adapters that save and reload to the
+"""Causal-LM routers: label scoring (cached system prefix, one batched pass for all experts) against a naive
+per-expert computation, decisive-token scoring and cached generation against their plain forms, agreement of
+scoring and greedy generation, LoRA adapters that save and reload to the
 same predictions, prompt tuning, parsing, and the eval stage's use of them."""
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 from test_finetune_causal import CATALOG, split_task, tiny
 
-from flywheel.causal import parse_expert
+from flywheel.causal import CausalLMRouter, decisive_lengths, parse_expert
 from flywheel.finetune.train import train_candidate
 from flywheel.models import load_router, read_candidate_card
 
@@ -47,8 +48,39 @@ def naive_scores(router, texts):
 
 def test_shared_prefix_scoring_equals_naive_scoring(tiny_full):
     router = load_router(tiny_full)
+    router.label_scoring = "full"
+    assert len(router._prefix_ids) > 5  # the system turn is cached
     texts = ["reset my vpn password?", "a much longer question about how much parental leave I get", "desk"]
     np.testing.assert_allclose(router.score(texts), naive_scores(router, texts), atol=1e-4)
+
+
+def plain_router(router) -> CausalLMRouter:
+    """The same model without the cached system prefix, scoring every label token."""
+    return CausalLMRouter(
+        "plain",
+        router.model,
+        router.tokenizer,
+        router.prompt,
+        label_scoring="full",
+        cache_system_prefix=False,
+    )
+
+
+def test_decisive_scoring_and_cached_generation_match_their_plain_forms(tiny_full):
+    _, test = split_task()
+    texts = test["text"].tolist()
+    router = load_router(tiny_full)
+    plain = plain_router(router)
+    decisive, full = router.predict(texts), plain.predict(texts)
+    assert np.mean([a == b for a, b in zip(decisive, full, strict=True)]) >= 0.95
+    router.decision = plain.decision = "generate"
+    assert router.generate(texts[:16]) == plain.generate(texts[:16])  # greedy: the cache changes nothing
+
+
+def test_decisive_lengths():
+    assert decisive_lengths([[5, 1, 9], [5, 2, 9], [7, 9], [7, 9, 3]]) == [2, 2, 2, 3]
+    assert decisive_lengths([[1, 2], [3, 4]]) == [1, 1]  # first tokens differ: one forward pass decides
+    assert decisive_lengths([[1, 2], [1, 2]]) == [2, 2]  # never told apart: every token counts
 
 
 def test_scoring_and_generation_agree(tiny_full):
@@ -134,6 +166,8 @@ def test_routing_prompt_is_short_and_names_every_expert():
     short, long = RoutingPrompt(experts), RoutingPrompt(experts, style="long")
     assert all(name in short.system() for name in experts)
     assert len(short.system()) < 250 < len(long.system())
+    minimal = RoutingPrompt(experts, style="minimal")
+    assert not any(name in minimal.system() for name in experts) and len(minimal.system()) < 60
     messages = short.messages("vpn down", [("laptop broken", "it_help")])
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
 
@@ -150,3 +184,4 @@ def test_eval_scores_causal_candidates(tiny_full, tmp_path):
     evaluation = evaluate_all(config, test, logs, {"tiny": tiny_full})
     row = evaluation.rows[1]
     assert row["name"] == "tiny" and row["accuracy"] >= 0.9 and row["p50_ms"] > 0
+    assert 0 < row["ttft_p50_ms"] < 10 * row["p95_ms"]  # a forward pass: of the order of a decision

@@ -1,10 +1,13 @@
 """Causal LMs as routers: the routing prompt, few-shot example selection, and two ways to decide.
 
-- **Label scoring**: the log-likelihood of each expert name (plus the end-of-turn token) after the prompt. The
-  prompt runs once with a KV cache; the cache is repeated for every expert and all the expert continuations
-  are scored in ONE batched forward pass over that shared prefix.
+- **Label scoring**: the log-likelihood of each expert name after the prompt — by default only of the tokens
+  that tell the names apart (one forward pass when their first tokens differ); with `label_scoring="full"`,
+  every token of every name plus the end-of-turn token, all experts in ONE batched forward pass over the
+  prompt's repeated KV cache.
 - **Greedy generation**: generate a few tokens and parse an expert name; unparseable output is `None` (and
   counts as wrong in evaluation).
+
+Both reuse the KV cache of the system turn, which every query shares.
 
 The same `RoutingPrompt` renders training examples (finetune) and queries (evaluation), so a fine-tuned model
 sees at inference exactly what it was trained on.
@@ -23,8 +26,10 @@ import numpy as np
 class RoutingPrompt:
     """A SHORT system prompt from the expert catalog; the expert name is the completion.
 
-    style="short": only the expert names (they are self-describing; ~60 tokens with the question).
+    style="short": only the expert names (they are self-describing; ~67 tokens with the question).
     style="long": one line per expert with its description (what a naive setup does; ~2.5x the tokens).
+    style="minimal": no catalog at all (~27 tokens): for fine-tuned models, which learn the experts from
+    the completions; zero- and few-shot models need the names in the prompt.
     """
 
     experts: dict[str, str]
@@ -43,6 +48,8 @@ class RoutingPrompt:
                 "decide which expert agent should answer it. The experts are:\n"
                 f"{lines}\nAnswer with the name of exactly one expert and nothing else."
             )
+        if self.style == "minimal":
+            return "Route the employee question to one expert."
         return "Route the employee question to one expert. Answer with its name only: " + ", ".join(
             self.names
         )
@@ -142,7 +149,15 @@ class FewShotSelector:
 
 
 class CausalLMRouter:
-    """Routes with a causal LM by label scoring (default) or greedy generation."""
+    """Routes with a causal LM by label scoring (default) or greedy generation.
+
+    Two savings apply to both decisions: the system turn, identical for every query, runs once and its KV
+    cache is reused (each query then only runs its own tokens), and the prompt's forward pass computes the
+    vocabulary logits at the last position only. `label_scoring="decisive"` scores each expert name only up
+    to the first token no other name shares (the rest of the name is then forced); when the names' first
+    tokens all differ, as in the demo catalog, the decision is ONE forward pass. "full" scores every token of
+    every name plus the end-of-turn token.
+    """
 
     def __init__(
         self,
@@ -154,11 +169,13 @@ class CausalLMRouter:
         few_shot: FewShotSelector | None = None,
         soft_prompt=None,
         batch_size: int = 16,
+        label_scoring: str = "decisive",
+        cache_system_prefix: bool = True,
     ):
-        import torch
-
         if decision not in ("score", "generate"):
             raise ValueError(f"decision must be 'score' or 'generate', not {decision!r}")
+        if label_scoring not in ("decisive", "full"):
+            raise ValueError(f"label_scoring must be 'decisive' or 'full', not {label_scoring!r}")
         self.name = name
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -167,21 +184,17 @@ class CausalLMRouter:
         self.few_shot = few_shot
         self.soft_prompt = soft_prompt  # [n_virtual, hidden] prompt-tuning embeddings, or None
         self.batch_size = batch_size
+        self.label_scoring = label_scoring
         self.device = next(model.parameters()).device
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         # Each label as the model is trained to emit it: the name, then the end-of-turn (EOS) token.
-        ids = [
+        self.label_rows = [
             [*tokenizer(label, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
             for label in prompt.names
         ]
-        width = max(len(x) for x in ids)
-        self.label_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
-        self.label_mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for i, row in enumerate(ids):
-            self.label_ids[i, : len(row)] = torch.tensor(row)
-            self.label_mask[i, : len(row)] = 1
-        self.max_new_tokens = width
+        self.max_new_tokens = max(len(row) for row in self.label_rows)
+        self._prefix_ids, self._prefix_cache = self._system_prefix() if cache_system_prefix else ([], None)
 
     # -- public API
     def predict(self, texts: list[str]) -> list[str | None]:
@@ -199,29 +212,46 @@ class CausalLMRouter:
         examples = self.few_shot.select(texts, self.tokenizer) if self.few_shot else [()] * len(texts)
         return [self.prompt.render(self.tokenizer, t, ex) for t, ex in zip(texts, examples, strict=True)]
 
-    def score(self, texts: list[str]) -> np.ndarray:
-        """[len(texts), n_experts] log-likelihood of each expert name (with EOS) after each prompt."""
+    def scored_labels(self):
+        """[E, W] token ids of each expert that label scoring reads, and their [E, W] mask."""
         import torch
 
-        n_experts, width = self.label_ids.shape
+        rows = self.label_rows
+        if self.label_scoring == "decisive":
+            rows = [row[:n] for row, n in zip(rows, decisive_lengths(rows), strict=True)]
+        width = max(len(row) for row in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        """[len(texts), n_experts] log-likelihood of each expert's scored tokens after each prompt."""
+        import torch
+
+        labels, mask = self.scored_labels()
+        n_experts, width = labels.shape
         with torch.inference_mode():
-            prefix = self._prefix(self.prompts(texts))
-            out = self.model(**prefix["inputs"], use_cache=True)
+            encoded = self._encode(self.prompts(texts))
+            out = self.model(**encoded["inputs"], use_cache=width > 1, logits_to_keep=1)
             first = torch.log_softmax(out.logits[:, -1].float(), -1)  # [B, V]
-            labels = self.label_ids.to(self.device)
-            mask = self.label_mask.to(self.device)
             scores = first[:, labels[:, 0]]  # [B, E]
-            if width > 1:
+            if width > 1:  # the rest of each name, all experts in one batched pass over the prompt's cache
                 batch = first.shape[0]
-                cache = getattr(out, "cache", None) or out.past_key_values
+                cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
                 cache.batch_repeat_interleave(n_experts)
-                cont = labels[:, :-1].repeat(batch, 1)  # [B*E, W-1]: each expert's tokens but the last
-                cont_mask = mask[:, :-1].repeat(batch, 1)
-                attn = torch.cat([prefix["mask"].repeat_interleave(n_experts, 0), cont_mask], 1)
-                start = prefix["lengths"].repeat_interleave(n_experts).unsqueeze(1)
+                attn = torch.cat(
+                    [encoded["mask"].repeat_interleave(n_experts, 0), mask[:, :-1].repeat(batch, 1)], 1
+                )
+                start = encoded["lengths"].repeat_interleave(n_experts).unsqueeze(1)
                 positions = start + torch.arange(width - 1, device=self.device).unsqueeze(0)
                 logits = self.model(
-                    input_ids=cont, attention_mask=attn, position_ids=positions, cache=cache
+                    input_ids=labels[:, :-1].repeat(batch, 1),
+                    attention_mask=attn,
+                    position_ids=positions,
+                    cache=cache,
                 ).logits
                 logp = torch.log_softmax(logits.float(), -1)
                 target = labels[:, 1:].repeat(batch, 1)
@@ -230,59 +260,113 @@ class CausalLMRouter:
         return scores.cpu().numpy()
 
     def generate(self, texts: list[str]) -> list[str]:
-        """Greedy generation of a few tokens after each prompt; the decoded new text."""
+        """Greedy generation (transformers `generate`) after each prompt; the decoded new text."""
         import torch
 
         with torch.inference_mode():
-            prefix = self._prefix(self.prompts(texts))
-            kwargs = dict(prefix["inputs"])
-            kwargs.pop("position_ids", None)
+            encoded = self._encode(self.prompts(texts))
+            inputs = dict(encoded["inputs"])
+            inputs.pop("position_ids")  # generate derives them from the attention mask
+            if encoded["full_ids"] is not None:
+                inputs["input_ids"] = encoded["full_ids"]  # generate skips the tokens the cache holds
             new = self.model.generate(
-                **kwargs,
+                **inputs,
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )
-        if "input_ids" in kwargs:
-            new = new[:, kwargs["input_ids"].shape[1] :]
+        if "input_ids" in inputs:
+            new = new[:, inputs["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
     def first_token_seconds(self, text: str) -> float:
-        """Time to the first generated token for one query (the prompt's forward pass)."""
+        """Time to the first generated token for one query (its prompt's forward pass)."""
         import time
 
         import torch
 
         started = time.perf_counter()
         with torch.inference_mode():
-            prefix = self._prefix(self.prompts([text]))
-            self.model(**prefix["inputs"], use_cache=True).logits[:, -1].argmax(-1)
+            encoded = self._encode(self.prompts([text]))
+            self.model(**encoded["inputs"], logits_to_keep=1).logits[:, -1].argmax(-1)
         return time.perf_counter() - started
 
     # -- internals
-    def _prefix(self, prompts: list[str]) -> dict:
-        """Left-padded prompt batch (with the soft prompt in front when prompt tuning)."""
+    def _system_prefix(self) -> tuple[list[int], object]:
+        """The token ids every prompt starts with (the system turn) and their KV cache, computed once.
+
+        Found as the longest common token prefix of two rendered prompts, less one token (a boundary token
+        could merge with what follows). None for prompt tuning: its soft prompt sits in front of it all."""
         import torch
 
-        self.tokenizer.padding_side = "left"
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
-            self.device
+        if self.soft_prompt is not None:
+            return [], None
+        a, b = (
+            self.tokenizer(self.prompt.render(self.tokenizer, q), add_special_tokens=False).input_ids
+            for q in ("alpha beta gamma", "Zulu 42?")
         )
-        mask = enc["attention_mask"]
+        common = 0
+        while common < min(len(a), len(b)) and a[common] == b[common]:
+            common += 1
+        ids = a[: max(common - 1, 0)]
+        if len(ids) < 2:
+            return [], None
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1
+            )
+        return ids, out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+
+    def _encode(self, prompts: list[str]) -> dict:
+        """The prompt batch as model inputs: with the cached system prefix (each prompt's own tokens,
+        left-padded, after the prefix) when every prompt starts with it; else whole and left-padded, with
+        the soft prompt in front when prompt tuning. `mask` and `lengths` cover the whole sequence."""
+        import copy
+
+        import torch
+
+        ids = [self.tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+        n_prefix = len(self._prefix_ids)
+        cached = n_prefix > 0 and all(row[:n_prefix] == self._prefix_ids for row in ids)
+        rows = [row[n_prefix:] for row in ids] if cached else ids
+        width = max(len(row) for row in rows)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        inputs: dict = {}
+        full_ids = None
+        if cached:
+            cache = copy.deepcopy(self._prefix_cache)
+            cache.batch_repeat_interleave(len(rows))
+            prefix_ids = torch.tensor(self._prefix_ids, device=self.device).expand(len(rows), -1)
+            full_ids = torch.cat([prefix_ids, input_ids], 1)
+            mask = torch.cat([torch.ones_like(prefix_ids), mask], 1)
+            inputs["cache"] = cache
         if self.soft_prompt is not None:
             virtual = self.soft_prompt.to(self.device, self.model.dtype)
-            embeds = self.model.get_input_embeddings()(enc["input_ids"])
-            embeds = torch.cat([virtual.unsqueeze(0).expand(len(prompts), -1, -1), embeds], 1)
+            embeds = self.model.get_input_embeddings()(input_ids)
+            inputs["inputs_embeds"] = torch.cat([virtual.unsqueeze(0).expand(len(rows), -1, -1), embeds], 1)
             mask = torch.cat(
-                [torch.ones(len(prompts), virtual.shape[0], dtype=mask.dtype, device=self.device), mask], 1
+                [torch.ones((len(rows), virtual.shape[0]), dtype=mask.dtype, device=self.device), mask], 1
             )
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            inputs = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions}
         else:
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            inputs = {"input_ids": enc["input_ids"], "attention_mask": mask, "position_ids": positions}
-        return {"inputs": inputs, "mask": mask, "lengths": mask.sum(-1)}
+            inputs["input_ids"] = input_ids
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        inputs["attention_mask"] = mask
+        inputs["position_ids"] = positions[:, -input_ids.shape[1] :] if cached else positions
+        return {"inputs": inputs, "mask": mask, "lengths": mask.sum(-1), "full_ids": full_ids}
+
+
+def decisive_lengths(rows: list[list[int]]) -> list[int]:
+    """For each row, how many leading tokens tell it apart from every other row (all of it if none do)."""
+
+    def length(i: int) -> int:
+        row = rows[i]
+        others = [other for j, other in enumerate(rows) if j != i]
+        return next((k for k in range(1, len(row)) if all(o[:k] != row[:k] for o in others)), len(row))
+
+    return [length(i) for i in range(len(rows))]
 
 
 def load_causal_router(folder: Path, card: dict, decision: str | None = None) -> CausalLMRouter:

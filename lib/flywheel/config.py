@@ -187,6 +187,10 @@ class EndpointConfig(_Strict):
     model: str
     api_key_env: str | None = Field(default=None, description="name of the env variable holding the key")
     timeout_s: float = Field(default=60.0, gt=0)
+    # evaluation prices the endpoint's reported token usage with these (else: the wait x hardware price)
+    usd_per_m_tokens_in: float | None = Field(default=None, ge=0)
+    usd_per_m_tokens_out: float | None = Field(default=None, ge=0)
+    price_note: str | None = Field(default=None, description="where the prices come from")
 
 
 class CandidateConfig(_Strict):
@@ -220,7 +224,10 @@ class CandidateConfig(_Strict):
     logging_steps: int = 5
     save_steps: int = 25
     gradient_checkpointing: bool | None = None
-    prompt_style: Literal["short", "long"] = "short"
+    # batches of similar-length examples: less padding (random batches padded the demo's ~40 tokens by ~38%),
+    # but less mixed batches (on the tests' tiny task of few phrasings it lowered accuracy): off by default
+    group_by_length: bool = False
+    prompt_style: Literal["short", "long", "minimal"] = "short"
     decision: Literal["score", "generate"] = "score"
     few_shot_k: int = Field(default=4, ge=1)
     few_shot_max_tokens: int = Field(default=256, ge=16)
@@ -251,6 +258,7 @@ class PriceConfig(_Strict):
 class EvalConfig(_Strict):
     latency_queries: int = Field(default=100, ge=5, description="queries timed at batch 1 per candidate")
     warmup_queries: int = Field(default=5, ge=0)
+    ttft_queries: int = Field(default=20, ge=0, description="queries timed to the first token (causal LMs)")
     max_drop_points: float = 2.0
     alpha: float = 0.05
     prices: PriceConfig

@@ -38,6 +38,7 @@ class EndpointChatModel:
                 raise RuntimeError(f"the endpoint needs an API key in ${api_key_env} (unset)")
             headers["Authorization"] = f"Bearer {key}"
         self.client = httpx.Client(timeout=timeout_s, headers=headers)
+        self.usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "without_usage": 0}
 
     def complete(self, messages: list[dict[str, str]], attempt: int = 0) -> str:
         import httpx
@@ -66,10 +67,21 @@ class EndpointChatModel:
             return response.json()
 
         data = post()
+        self._count_usage(data)
         try:
             return data["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
             return ""  # a malformed completion is a malformed verdict: the judge retries, then counts it
+
+    def _count_usage(self, data: dict) -> None:
+        """Add up the token usage the endpoint reports (OpenAI `usage`); answers without it are counted."""
+        self.usage["requests"] += 1
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if not isinstance(usage, dict) or "prompt_tokens" not in usage:
+            self.usage["without_usage"] += 1
+            return
+        self.usage["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
+        self.usage["completion_tokens"] += int(usage.get("completion_tokens") or 0)
 
     def close(self) -> None:
         self.client.close()

@@ -122,11 +122,21 @@ class EndpointRouter:
             timeout_s=endpoint.get("timeout_s", 60.0),
             max_tokens=16,
         )
+        self.prices = (endpoint.get("usd_per_m_tokens_in"), endpoint.get("usd_per_m_tokens_out"))
+        self.price_note = endpoint.get("price_note") or "the endpoint's configured token prices"
 
     def predict(self, texts: list[str]) -> list[str | None]:
         from flywheel.causal import parse_expert
 
         return [parse_expert(self.client.complete(self.prompt.messages(t)), self.prompt.names) for t in texts]
+
+    def mean_tokens(self) -> tuple[float, float] | None:
+        """Mean prompt and completion tokens per request the endpoint reported so far (None: it did not)."""
+        usage = self.client.usage
+        counted = usage["requests"] - usage["without_usage"]
+        if counted == 0:
+            return None
+        return usage["prompt_tokens"] / counted, usage["completion_tokens"] / counted
 
 
 def load_router(folder: str | Path) -> Router:

@@ -94,10 +94,8 @@ def candidate_row(
         "name": router.name,
         **accuracy_with_ci(truth, predictions, alpha=eval_cfg.alpha),
         **timing,
-        "cost_per_1k": cost_per_1k_from_hardware(
-            timing["seconds_per_query"], eval_cfg.prices.hardware_usd_per_hour
-        ),
-        "cost_basis": eval_cfg.prices.hardware_note,
+        **time_to_first_token(router, texts, eval_cfg.ttft_queries),
+        **_cost(router, timing["seconds_per_query"], eval_cfg),
         "latency_source": "measured here, batch 1",
         "mcnemar_p": paired["p_value"],
         "only_baseline_correct": paired["a_only_correct"],
@@ -106,6 +104,37 @@ def candidate_row(
         "is_baseline": False,
     }
     return row, predictions
+
+
+def time_to_first_token(router: Router, texts: list[str], n_queries: int) -> dict:
+    """p50 time to the first generated token at batch 1 (causal LMs only: their prompt's forward pass)."""
+    if not hasattr(router, "first_token_seconds") or n_queries == 0:
+        return {}
+    with single_cpu_thread():
+        router.first_token_seconds(texts[0])  # warm-up
+        seconds = [router.first_token_seconds(t) for t in texts[:n_queries]]
+    return {"ttft_p50_ms": round(1000 * float(np.median(seconds)), 2)}
+
+
+def _cost(router: Router, seconds_per_query: float, eval_cfg: EvalConfig) -> dict:
+    """An endpoint with token prices: its reported usage x the prices. Else the measured seconds per query
+    x the hardware price (for an endpoint without prices, that is only the client's wait: say so)."""
+    prices = getattr(router, "prices", (None, None))
+    tokens = router.mean_tokens() if hasattr(router, "mean_tokens") else None
+    if None not in prices and tokens is not None:
+        return {
+            "cost_per_1k": cost_per_1k_from_tokens(*tokens, *prices),
+            "cost_basis": router.price_note,
+            "mean_tokens_in": round(tokens[0], 1),
+            "mean_tokens_out": round(tokens[1], 1),
+        }
+    basis = eval_cfg.prices.hardware_note
+    if hasattr(router, "mean_tokens"):
+        basis = "client wait x local hardware price (set the endpoint's token prices for its real cost)"
+    return {
+        "cost_per_1k": cost_per_1k_from_hardware(seconds_per_query, eval_cfg.prices.hardware_usd_per_hour),
+        "cost_basis": basis,
+    }
 
 
 def headline_table(rows: list[dict], promoted: str | None) -> pd.DataFrame:
@@ -119,6 +148,7 @@ def headline_table(rows: list[dict], promoted: str | None) -> pd.DataFrame:
             "vs_baseline_points": round(100 * (r["accuracy"] - baseline_acc), 1),
             "mcnemar_p": r.get("mcnemar_p"),
             "p50_ms": r["p50_ms"],
+            "ttft_p50_ms": r.get("ttft_p50_ms"),
             "cost_per_1k_usd": r["cost_per_1k"],
             "parameters": r.get("parameters"),
             "promoted": r["name"] == promoted,

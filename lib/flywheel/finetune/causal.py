@@ -166,6 +166,7 @@ def _train_sft(
         num_train_epochs=candidate.epochs,
         max_steps=candidate.max_steps,
         per_device_train_batch_size=candidate.batch_size,
+        train_sampling_strategy="group_by_length" if candidate.group_by_length else "random",
         gradient_accumulation_steps=candidate.gradient_accumulation_steps,
         learning_rate=candidate.learning_rate,
         warmup_steps=candidate.warmup_ratio,  # a float < 1 is a ratio of the total steps

@@ -1,0 +1,127 @@
+"""Where the time goes: a sampling profile (py-spy) of one full `flywheel cycle`, summarised per stage.
+
+py-spy samples the runner and every process it starts (the notebook kernels, the Argilla server and its
+worker) without touching them. Each sample is given to a stage by the outermost `flywheel.<stage>` frame on
+its stack (collect, triage, finetune, evaluate); samples in other processes or outside these packages count
+as "runner and kernels" or "argilla server". Within a stage the summary names the workbench functions and
+the libraries where the samples landed. Idle threads are not sampled, so shares are of CPU-busy time.
+
+Prints one JSON line; the raw folded stacks are kept beside the results for a flame graph
+(`py-spy` raw format, readable by speedscope or flamegraph.pl).
+
+    python bench/profile_cycle.py --size demo --out runs/bench/profile
+    python bench/profile_cycle.py --size test --rate 20     # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*):\d+\)$")
+STAGES = {"collect": "01_collect", "triage": "02_triage", "finetune": "03_finetune", "evaluate": "04_eval"}
+
+
+def frames(stack: str) -> list[tuple[str, str]]:
+    """(function, file) per frame, outermost first, from one py-spy raw stack."""
+    out = []
+    for frame in stack.split(";"):
+        match = FRAME.match(frame.strip())
+        if match:
+            out.append((match["function"], match["file"]))
+    return out
+
+
+def library(file: str) -> str:
+    """The top-level package a frame's file belongs to (site-packages paths are shortened by py-spy)."""
+    parts = Path(file).parts
+    if "site-packages" in parts:
+        parts = parts[parts.index("site-packages") + 1 :]
+    if "flywheel" in parts:
+        return "flywheel"
+    return parts[0].removesuffix(".py") if parts and not parts[0].startswith("<") else "python"
+
+
+def attribute(stack: str) -> tuple[str, str | None, str]:
+    """(stage, outermost workbench function of that stage, library of the innermost frame)."""
+    parsed = frames(stack)
+    leaf_library = library(parsed[-1][1]) if parsed else "unknown"
+    if "argilla_server" in stack or "rq/" in stack:
+        return "argilla server", None, leaf_library
+    for function, file in parsed:
+        match = re.search(r"flywheel/(\w+)/(\w+)\.py", file)
+        if match and match[1] in STAGES:
+            return STAGES[match[1]], f"flywheel.{match[1]}.{match[2]}.{function}", leaf_library
+    return "runner and kernels", None, leaf_library
+
+
+def summarise(folded: Path, top: int = 6) -> dict:
+    per_stage: Counter = Counter()
+    functions: dict[str, Counter] = defaultdict(Counter)
+    libraries: dict[str, Counter] = defaultdict(Counter)
+    for line in folded.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        stage, function, leaf_library = attribute(stack)
+        per_stage[stage] += int(count)
+        libraries[stage][leaf_library] += int(count)
+        if function:
+            functions[stage][function] += int(count)
+    total = sum(per_stage.values()) or 1
+
+    def shares(counter: Counter, of: int) -> dict[str, float]:
+        return {k: round(v / of, 3) for k, v in counter.most_common(top)}
+
+    return {
+        "samples": total,
+        "stages": {
+            stage: {
+                "share": round(n / total, 3),
+                "functions": shares(functions[stage], n),
+                "libraries": shares(libraries[stage], n),
+            }
+            for stage, n in per_stage.most_common()
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="demo", choices=["test", "demo"])
+    parser.add_argument("--rate", type=int, default=10, help="samples per second per process")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "profile")
+    args = parser.parse_args()
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    folded = args.out / f"cycle-{args.size}.folded"
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as runs:
+        command = [sys.executable, "-m", "flywheel.cli", "cycle", "--config", f"configs/{args.size}.yaml"]
+        started = time.perf_counter()
+        sampler = [py_spy, "record", "--subprocesses", "--nonblocking", "--format", "raw"]
+        subprocess.run(
+            [*sampler, "--rate", str(args.rate), "--output", str(folded), "--", *command, "--runs-dir", runs],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - started
+    print(
+        json.dumps(
+            {"size": args.size, "wall_seconds": round(wall, 1), "folded": str(folded), **summarise(folded)}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
