@@ -1,10 +1,11 @@
 """Where the time goes: a sampling profile (py-spy) of one full `flywheel cycle`, summarised per stage.
 
 py-spy samples the runner and every process it starts (the notebook kernels, the Argilla server and its
-worker) without touching them. Each sample is given to a stage by the outermost `flywheel.<stage>` frame on
-its stack (collect, triage, finetune, evaluate); samples in other processes or outside these packages count
-as "runner and kernels" or "argilla server". Within a stage the summary names the workbench functions and
-the libraries where the samples landed. Idle threads are not sampled, so shares are of CPU-busy time.
+worker) without touching them. Each kernel is given to the stage whose `flywheel.<stage>` frames (collect,
+triage, finetune, evaluate) its samples show most, and all its samples — imports included — count for that
+stage; the Argilla processes count apart ("argilla server", started by triage), the rest as "runner". Within
+a stage the summary names the innermost workbench functions and the libraries where the samples landed.
+Idle threads are not sampled, so shares are of CPU-busy time.
 
 Prints one JSON line; the raw folded stacks are kept beside the results for a flame graph
 (`py-spy` raw format, readable by speedscope or flamegraph.pl).
@@ -31,14 +32,15 @@ FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*):\d+\)$")
 STAGES = {"collect": "01_collect", "triage": "02_triage", "finetune": "03_finetune", "evaluate": "04_eval"}
 
 
-def frames(stack: str) -> list[tuple[str, str]]:
-    """(function, file) per frame, outermost first, from one py-spy raw stack."""
-    out = []
+def parse(stack: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(function, file) per code frame, outermost first, and the process command lines, from one raw stack."""
+    code, processes = [], []
     for frame in stack.split(";"):
-        match = FRAME.match(frame.strip())
-        if match:
-            out.append((match["function"], match["file"]))
-    return out
+        if frame.startswith("process "):
+            processes.append(frame)
+        elif match := FRAME.match(frame.strip()):
+            code.append((match["function"], match["file"]))
+    return code, processes
 
 
 def library(file: str) -> str:
@@ -51,32 +53,54 @@ def library(file: str) -> str:
     return parts[0].removesuffix(".py") if parts and not parts[0].startswith("<") else "python"
 
 
-def attribute(stack: str) -> tuple[str, str | None, str]:
-    """(stage, outermost workbench function of that stage, library of the innermost frame)."""
-    parsed = frames(stack)
-    leaf_library = library(parsed[-1][1]) if parsed else "unknown"
-    if "argilla_server" in stack or "rq/" in stack:
-        return "argilla server", None, leaf_library
-    for function, file in parsed:
-        match = re.search(r"flywheel/(\w+)/(\w+)\.py", file)
+def workbench_function(code: list[tuple[str, str]]) -> str | None:
+    """The innermost frame in the workbench's own code, as module.function."""
+    for function, file in reversed(code):
+        match = re.search(r"flywheel/([\w/]+)\.py", file)
+        if match:
+            return f"flywheel.{match[1].replace('/', '.')}.{function}"
+    return None
+
+
+def stage_of(code: list[tuple[str, str]]) -> str | None:
+    for _, file in code:
+        match = re.search(r"flywheel/(\w+)/", file)
         if match and match[1] in STAGES:
-            return STAGES[match[1]], f"flywheel.{match[1]}.{match[2]}.{function}", leaf_library
-    return "runner and kernels", None, leaf_library
+            return STAGES[match[1]]
+    return None
 
 
 def summarise(folded: Path, top: int = 6) -> dict:
-    per_stage: Counter = Counter()
-    functions: dict[str, Counter] = defaultdict(Counter)
-    libraries: dict[str, Counter] = defaultdict(Counter)
+    samples = []  # (process key, stage seen in this stack, workbench function, leaf library, count)
+    kernel_votes: dict[str, Counter] = defaultdict(Counter)
     for line in folded.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        stage, function, leaf_library = attribute(stack)
-        per_stage[stage] += int(count)
-        libraries[stage][leaf_library] += int(count)
-        if function:
-            functions[stage][function] += int(count)
+        code, processes = parse(stack)
+        if any("argilla" in p for p in processes):
+            key = "argilla server"
+        else:
+            kernel = next((p for p in processes if "ipykernel" in p), None)
+            key = kernel.split(":")[0] if kernel else "runner"
+        stage = stage_of(code)
+        if stage:
+            kernel_votes[key][stage] += int(count)
+        leaf = library(code[-1][1]) if code else "python"
+        samples.append((key, workbench_function(code), leaf, int(count)))
+
+    def stage_for(key: str) -> str:
+        votes = kernel_votes.get(key)
+        return votes.most_common(1)[0][0] if votes and key.startswith("process ") else key
+
+    per_stage: Counter = Counter()
+    functions: dict[str, Counter] = defaultdict(Counter)
+    libraries: dict[str, Counter] = defaultdict(Counter)
+    for key, function, leaf, count in samples:
+        stage = stage_for(key)
+        per_stage[stage] += count
+        libraries[stage][leaf] += count
+        functions[stage][function or "(outside the workbench: imports, kernel)"] += count
     total = sum(per_stage.values()) or 1
 
     def shares(counter: Counter, of: int) -> dict[str, float]:

@@ -23,34 +23,39 @@ def run_bench(*args: str, timeout: int = 600) -> dict:
 
 
 def test_profile_summary_gives_samples_to_stages(tmp_path):
+    runner = 'process 1:"python -m flywheel.cli cycle"'
+    finetune = f'{runner};process 2:"python -m ipykernel_launcher -f a.json"'
+    evaluate = f'{runner};process 3:"python -m ipykernel_launcher -f b.json"'
+    argilla = f'{finetune.replace("2:", "4:")};process 5:"/root/.cache/flywheel/argilla/bin/python -m server"'
+    lines = [
+        # the fine-tune kernel: 60 samples under train_causal, 50 of them in torch; 5 importing torch
+        f"{finetune};<module> (ipykernel_1/1.py:3);train_causal (/repo/lib/flywheel/finetune/causal.py:120);"
+        "forward (torch/nn/modules/linear.py:125) 50",
+        f"{finetune};<module> (ipykernel_1/1.py:3);train_causal (flywheel/finetune/causal.py:120);"
+        "save (flywheel/finetune/causal.py:200) 10",
+        f"{finetune};<module> (ipykernel_1/1.py:1);<module> (torch/__init__.py:1) 5",
+        # the eval kernel: the innermost workbench frame names the function
+        f"{evaluate};evaluate_all (flywheel/evaluate/report.py:40);"
+        "score (flywheel/causal.py:180);forward (torch/nn/modules/module.py:1) 25",
+        f"{argilla};serve (argilla_server/_app.py:10);query (sqlalchemy/engine/base.py:5) 6",
+        f"{runner};main (flywheel/cli.py:50);run (papermill/execute.py:100) 4",
+        "a malformed line",
+    ]
     folded = tmp_path / "cycle.folded"
-    folded.write_text(
-        "\n".join(
-            [
-                # fine-tune: 60 samples, 50 of them in torch under train_causal
-                "<module> (ipykernel_1/1.py:3);train_causal (/repo/lib/flywheel/finetune/causal.py:120);"
-                "forward (torch/nn/modules/linear.py:125) 50",
-                "<module> (ipykernel_1/1.py:3);train_causal (/repo/lib/flywheel/finetune/causal.py:120);"
-                "save (flywheel/finetune/causal.py:200) 10",
-                # eval: 30, the outermost eval frame names the function
-                "evaluate_all (flywheel/evaluate/report.py:40);"
-                "candidate_row (flywheel/evaluate/scoring.py:90);score (flywheel/causal.py:180);"
-                "forward (torch/nn/modules/module.py:1) 30",
-                "serve (argilla_server/_app.py:10);query (sqlalchemy/engine/base.py:5) 6",
-                "main (flywheel/cli.py:50);run (papermill/execute.py:100) 4",
-                "a malformed line",
-            ]
-        )
-    )
+    folded.write_text("\n".join(lines))
     summary = summarise(folded)
     assert summary["samples"] == 100
     stages = summary["stages"]
-    assert stages["03_finetune"]["share"] == 0.6
-    assert stages["03_finetune"]["functions"] == {"flywheel.finetune.causal.train_causal": 1.0}
-    assert stages["03_finetune"]["libraries"] == {"torch": 0.833, "flywheel": 0.167}
-    assert stages["04_eval"]["functions"] == {"flywheel.evaluate.report.evaluate_all": 1.0}
+    assert stages["03_finetune"]["share"] == 0.65  # its imports count for the stage too
+    assert stages["03_finetune"]["functions"] == {
+        "flywheel.finetune.causal.train_causal": 0.769,
+        "flywheel.finetune.causal.save": 0.154,
+        "(outside the workbench: imports, kernel)": 0.077,
+    }
+    assert stages["03_finetune"]["libraries"] == {"torch": 0.846, "flywheel": 0.154}
+    assert stages["04_eval"]["functions"] == {"flywheel.causal.score": 1.0}
     assert stages["argilla server"]["share"] == 0.06
-    assert stages["runner and kernels"]["libraries"] == {"papermill": 1.0}
+    assert stages["runner"]["libraries"] == {"papermill": 1.0}
 
 
 def test_ingest_and_serve_benchmarks_run_on_tiny_sizes():

@@ -2,6 +2,9 @@
 
 Predictions are expert names, or None when the model's output could not be parsed into one;
 an unparsed prediction always counts as wrong.
+
+scikit-learn and statsmodels compute them. Hugging Face `evaluate` is not used: its metrics are scripts
+fetched from the Hub at `evaluate.load`, which fails offline.
 """
 
 from __future__ import annotations
