@@ -32,7 +32,7 @@ def test_endpoint_candidate_routes_through_the_router_service(router_service, tm
 
 def test_endpoint_cost_is_its_reported_token_usage_times_its_prices(router_service, tmp_path):
     from flywheel.config import load_config
-    from flywheel.evaluate.scoring import _cost
+    from flywheel.evaluate.scoring import candidate_cost
 
     prices = {"usd_per_m_tokens_in": 3.0, "usd_per_m_tokens_out": 15.0, "price_note": "list price, test"}
     endpoint = EndpointConfig(base_url=router_service, model="router", **prices)
@@ -43,11 +43,11 @@ def test_endpoint_cost_is_its_reported_token_usage_times_its_prices(router_servi
     router.predict(["my laptop will not boot", "book a meeting room"])
     tokens_in, tokens_out = router.mean_tokens()
     assert tokens_in > 20 and tokens_out >= 1  # the long routing prompt in, an expert name out
-    cost = _cost(router, seconds_per_query=0.5, eval_cfg=eval_cfg)
+    cost = candidate_cost(router, seconds_per_query=0.5, eval_cfg=eval_cfg)
     assert cost["cost_per_1k"] == pytest.approx(1000 * (3.0 * tokens_in + 15.0 * tokens_out) / 1e6)
     assert cost["cost_basis"] == "list price, test"
     router.prices = (None, None)  # no prices: the client's wait at the hardware price, and it says so
-    unpriced = _cost(router, seconds_per_query=0.5, eval_cfg=eval_cfg)
+    unpriced = candidate_cost(router, seconds_per_query=0.5, eval_cfg=eval_cfg)
     assert "client wait" in unpriced["cost_basis"]
     assert unpriced["cost_per_1k"] == pytest.approx(500 / 3600 * eval_cfg.prices.hardware_usd_per_hour)
 

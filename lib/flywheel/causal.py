@@ -28,7 +28,7 @@ class RoutingPrompt:
 
     style="short": only the expert names (they are self-describing; ~67 tokens with the question).
     style="long": one line per expert with its description (what a naive setup does; ~2.5x the tokens).
-    style="minimal": no catalog at all (~27 tokens): for fine-tuned models, which learn the experts from
+    style="minimal": no catalog at all (~35 tokens): for fine-tuned models, which learn the experts from
     the completions; zero- and few-shot models need the names in the prompt.
     """
 

@@ -95,7 +95,7 @@ def candidate_row(
         **accuracy_with_ci(truth, predictions, alpha=eval_cfg.alpha),
         **timing,
         **time_to_first_token(router, texts, eval_cfg.ttft_queries),
-        **_cost(router, timing["seconds_per_query"], eval_cfg),
+        **candidate_cost(router, timing["seconds_per_query"], eval_cfg),
         "latency_source": "measured here, batch 1",
         "mcnemar_p": paired["p_value"],
         "only_baseline_correct": paired["a_only_correct"],
@@ -116,7 +116,7 @@ def time_to_first_token(router: Router, texts: list[str], n_queries: int) -> dic
     return {"ttft_p50_ms": round(1000 * float(np.median(seconds)), 2)}
 
 
-def _cost(router: Router, seconds_per_query: float, eval_cfg: EvalConfig) -> dict:
+def candidate_cost(router: Router, seconds_per_query: float, eval_cfg: EvalConfig) -> dict:
     """An endpoint with token prices: its reported usage x the prices. Else the measured seconds per query
     x the hardware price (for an endpoint without prices, that is only the client's wait: say so)."""
     prices = getattr(router, "prices", (None, None))
