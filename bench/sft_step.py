@@ -8,11 +8,12 @@ short: the short system prompt (expert names only, ~70 tokens), dynamic padding 
 tuned: as short, with the minimal system prompt (no catalog, ~35 tokens) and batches grouped by length —
        the demo's fine-tuning recipe.
 
-Both: LoRA r=8 on all linear layers, batch 8, fp32, the same examples. Prints one JSON line; seconds per step
-are the median over the timed steps after `--warmup` steps. The figures hold for the machine as it was during
-the run: on a shared machine, rerun when it is quiet (target: tuned <= 3 s/step at batch 8; naive ~6.4 s).
+All three: LoRA r=8 on all linear layers, batch 8, fp32, the same examples. Prints one JSON line; seconds
+per step are the median over the timed steps after `--warmup` steps. The figures hold for the machine as it
+was during the run: on a shared machine, rerun when it is quiet (target: tuned <= 3 s/step at batch 8; here
+naive 22.1, short 4.1, tuned 2.5 s/step).
 
-    python bench/sft_step.py                   # 3 warm-up + 8 timed steps each (~2 min on 2 quiet cores)
+    python bench/sft_step.py                   # 3 warm-up + 8 timed steps each (~6 min on 2 quiet cores)
     python bench/sft_step.py --steps 2 --warmup 1 --batch 2   # quick smoke
 """
 
