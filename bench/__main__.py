@@ -36,7 +36,14 @@ BENCHMARKS = {
     "cycle": ("bench/cycle.py", ["--sizes", "test", "demo", "--repeats", "1"], ["--sizes", "test"]),
     "profile_cycle": ("bench/profile_cycle.py", ["--size", "demo"], ["--size", "test", "--rate", "20"]),
     "ingest": ("bench/ingest.py", ["--records", "1000000"], ["--records", "5000"]),
+    "ingest_throughput": ("bench/ingest_throughput.py", [], ["--lines", "2000", "--small", "500"]),
     "serve": ("bench/serve.py", ["--n", "200"], ["--n", "10", "--warmup", "2"]),
+    "serve_throughput": (
+        "bench/serve_throughput.py",
+        [],
+        ["--requests", "200", "--warmup", "20", "--ingest-records", "2000"],
+    ),
+    "pii_quality": ("bench/pii_quality.py", [], ["--copies", "1", "--repeats", "1"]),
     "sft_step": ("bench/sft_step.py", [], ["--steps", "1", "--warmup", "1", "--batch", "2"]),
     "router_decision": ("bench/router_decision.py", latest_demo_router_args, latest_demo_router_args),
     # On a lent GPU run it directly: python bench/gpu_check.py (cuda, then the same steps on CPU).

@@ -1,4 +1,6 @@
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,38 @@ def any_store(request, tmp_path):
     assert store.engine.dialect.name == request.param
     yield store
     store.engine.dispose()
+
+
+@contextlib.contextmanager
+def embedded_argilla(home):
+    """The real embedded Argilla server (flywheel.triage.argilla_server) with its state in `home`, started on
+    a free port and stopped after; the Argilla environment variables are restored."""
+    require_binary("redis-server", "Argilla's background jobs")
+    from flywheel.triage import argilla_server
+
+    names = ("FLYWHEEL_ARGILLA_HOME", "ARGILLA_API_URL", "ARGILLA_API_KEY")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ["FLYWHEEL_ARGILLA_HOME"] = str(home)
+    os.environ.pop("ARGILLA_API_URL", None)
+    os.environ.pop("ARGILLA_API_KEY", None)
+    try:
+        yield argilla_server.up(port=0)
+    finally:
+        argilla_server.down()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def small_demo_world(folder, experts):
+    """A small demo world (90 interactions, one week) made in `folder` and ingested into its own store."""
+    from flywheel.collect.ingest import ingest
+    from flywheel.demo.generator import generate_demo
+    from flywheel.store import Store
+
+    generate_demo(folder, experts, n_interactions=90, weeks=1, seed=11)
+    store = Store(f"sqlite:///{folder / 'store.db'}")
+    ingest(store, [folder / "logs.jsonl"])
+    return folder, store

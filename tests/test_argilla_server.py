@@ -16,7 +16,7 @@ import time
 
 import httpx
 import pytest
-from conftest import require_binary
+from conftest import embedded_argilla, require_binary, small_demo_world
 
 pytestmark = pytest.mark.integration
 
@@ -30,38 +30,14 @@ EXPERTS = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    require_binary("redis-server", "Argilla's background jobs")
-    from flywheel.triage import argilla_server
-
-    home = tmp_path_factory.mktemp("argilla-home")
-    saved = {k: os.environ.get(k) for k in ("FLYWHEEL_ARGILLA_HOME", "ARGILLA_API_URL", "ARGILLA_API_KEY")}
-    os.environ["FLYWHEEL_ARGILLA_HOME"] = str(home)
-    os.environ.pop("ARGILLA_API_URL", None)
-    os.environ.pop("ARGILLA_API_KEY", None)
-    try:
-        info = argilla_server.up(port=0)
+    with embedded_argilla(tmp_path_factory.mktemp("argilla-home")) as info:
         yield info
-    finally:
-        argilla_server.down()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A small demo world ingested into its own store."""
-    from flywheel.collect.ingest import ingest
-    from flywheel.demo.generator import generate_demo
-    from flywheel.store import Store
-
-    out = tmp_path_factory.mktemp("world")
-    generate_demo(out, EXPERTS, n_interactions=90, weeks=1, seed=11)
-    store = Store(f"sqlite:///{out / 'store.db'}")
-    ingest(store, [out / "logs.jsonl"])
-    return out, store
+    return small_demo_world(tmp_path_factory.mktemp("world"), EXPERTS)
 
 
 def session_for(server, store, name, experts_per_record=1):

@@ -1,4 +1,5 @@
 import json
+import sqlite3
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -27,8 +28,10 @@ def demo_store(tmp_path_factory):
 
 
 def open_copy(folder, tmp_path) -> Store:
+    """A copy by SQLite's backup API: in WAL mode the store's file alone may lack recent writes."""
     target = tmp_path / "store.db"
-    target.write_bytes((folder / "store.db").read_bytes())
+    with sqlite3.connect(folder / "store.db") as source, sqlite3.connect(target) as copy:
+        source.backup(copy)
     return Store(f"sqlite:///{target}")
 
 

@@ -1,8 +1,10 @@
 """The whole flywheel cycle through papermill on configs/test.yaml: real notebooks, real models."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +102,21 @@ def test_resume_of_a_complete_cycle_redoes_nothing(cycle_run):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("done earlier, skipped") == 4
     assert result.stdout.strip().splitlines()[-1] == str(run_dir)
+
+
+def test_run_directory_holds_no_raw_logs(cycle_run):
+    """The demo's raw logs (planted PII) and hidden truth stay beside the runs: a path and a sha256."""
+    from flywheel.runs import file_sha256
+
+    runs, _, run_dir = cycle_run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    ((logs, digest),) = manifest["inputs"].items()
+    logs = Path(logs)
+    assert logs.is_relative_to(runs.resolve()) and not logs.is_relative_to(run_dir)
+    assert file_sha256(logs) == digest
+    emails = set(re.findall(rb"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}", logs.read_bytes()))
+    assert emails, "the demo plants e-mail addresses"
+    for path in (p for p in run_dir.rglob("*") if p.is_file()):
+        assert path.suffix != ".jsonl", path
+        content = path.read_bytes()
+        assert not [e for e in emails if e in content], f"a raw e-mail address in {path}"

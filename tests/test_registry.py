@@ -31,7 +31,14 @@ def registry(any_store, tmp_path):
 def test_empty_registry_has_no_current_and_no_history(registry):
     assert registry.current() is None
     assert registry.history() == []
-    assert registry.snapshot() == {"current": None, "history": []}
+    snapshot = registry.snapshot()
+    assert {k: snapshot[k] for k in ("current", "stack", "history")} == {
+        "current": None,
+        "stack": [],
+        "history": [],
+    }
+    assert snapshot["serving"]["state"] == "production"
+    assert "nothing has been promoted yet" in snapshot["serving"]["message"]
 
 
 def test_promote_records_name_path_metrics_cycle_time_and_reason(registry, tmp_path):
@@ -86,25 +93,16 @@ def test_promoting_the_current_artifact_again_is_a_no_op(registry, tmp_path):
 
 
 def test_rollback_with_nothing_promoted_is_a_clear_error(registry):
-    with pytest.raises(RegistryError, match="no model has been promoted"):
+    with pytest.raises(RegistryError, match=r"production model is serving \(nothing has been promoted yet"):
         registry.rollback()
-
-
-def test_rollback_with_nothing_before_is_a_clear_error(registry, tmp_path):
-    registry.promote(candidate(tmp_path, "a"), reason="first")
-    with pytest.raises(RegistryError, match="nothing to roll back to"):
-        registry.rollback()
-    assert registry.current().model_name == "a"
-    assert len(registry.history()) == 1  # a refused rollback records nothing
 
 
 def test_rollback_restores_the_previous_entry_and_is_recorded(registry, tmp_path):
     first = registry.promote(candidate(tmp_path, "a"), reason="first", metrics={"accuracy": 0.8})
     second = registry.promote(candidate(tmp_path, "b"), reason="second")
-    restored = registry.rollback("b misroutes payroll questions")
-    assert restored == first
+    event = registry.rollback("b misroutes payroll questions")
     assert registry.current() == first
-    event = registry.history()[-1]
+    assert event == registry.history()[-1]
     assert event.event == "rollback"
     assert (event.undoes_seq, event.restores_seq) == (second.seq, first.seq)
     assert event.model_name == "a" and event.metrics == {"accuracy": 0.8}
@@ -121,6 +119,7 @@ def test_rollback_then_promote_then_rollback(registry, tmp_path):
     registry.promote(candidate(tmp_path, "c"), reason="3")
     assert registry.current().model_name == "c"
     assert registry.rollback().model_name == "a"  # b was rolled back: it is not restored
+    assert registry.rollback().event == "production"
     with pytest.raises(RegistryError):
         registry.rollback()
 
@@ -174,15 +173,18 @@ def test_cli_promote_show_and_rollback(tmp_path):
 
     rolled = cli(tmp_path, "--rollback")
     assert rolled.exit_code == 0, rolled.output
-    assert json.loads(rolled.stdout) == {"rolled_back": "b", "current": shown["history"][0]}
+    summary = json.loads(rolled.stdout)
+    assert (summary["rolled_back"], summary["current"]) == ("b", shown["history"][0])
+    assert summary["serving"]["state"] == "promoted" and summary["serving"]["model_name"] == "a"
     exported = json.loads((tmp_path / "registry-test.json").read_text())  # beside the runs, per config
     assert exported["current"]["model_name"] == "a"
 
 
-def test_cli_rollback_with_nothing_before_fails_clearly(tmp_path):
+def test_cli_rollback_with_nothing_promoted_fails_clearly(tmp_path):
     result = cli(tmp_path, "--rollback")
     assert result.exit_code == 1
     assert "nothing to roll back" in result.stderr
+    assert "production model is serving" in result.stderr
 
 
 def test_cli_needs_exactly_one_action(tmp_path):

@@ -80,3 +80,24 @@ def test_bad_config_fails_before_anything_runs(tmp_path, stand_in_stages):
 def test_missing_kernel_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="make setup"):
         cycle.run_cycle(CONFIG, runs_root=tmp_path / "runs", kernel_name="no-such-kernel", log=lambda _: None)
+
+
+def test_every_attempt_is_kept(tmp_path, stand_in_stages):
+    """A resume keeps the failed attempt: its seconds, error and executed notebook (with the traceback)."""
+    _, flag = stand_in_stages
+    flag.touch()
+    with pytest.raises(cycle.StageFailed):
+        cycle.run_cycle(CONFIG, runs_root=tmp_path / "runs", log=lambda _: None)
+    (run_path,) = (tmp_path / "runs").iterdir()
+    flag.unlink()
+    cycle.run_cycle(resume=run_path, log=lambda _: None)
+
+    stage = RunDir(run_path).manifest()["stages"]["03_finetune"]
+    first, second = stage["attempts"]
+    assert first["status"] == "failed" and first["error"] == "ValueError: boom" and first["seconds"] > 0
+    assert second["status"] == "done" and second["notebook"] == "notebooks/03_finetune.ipynb"
+    assert stage["seconds"] == pytest.approx(first["seconds"] + second["seconds"], abs=0.11)
+    kept = nbformat.read(run_path / first["notebook"], as_version=4)
+    assert first["notebook"] == "notebooks/03_finetune.attempt-1.ipynb"
+    assert any(out.get("ename") == "ValueError" for cell in kept.cells for out in cell.get("outputs", []))
+    assert [len(s["attempts"]) for s in RunDir(run_path).manifest()["stages"].values()] == [1, 1, 2, 1]

@@ -131,20 +131,24 @@ def test_ingestion_of_hostile_records_gives_the_same_counts_on_both_backends(any
     report = ingest(any_store, [write_jsonl("hostile.jsonl", lines)], progress=False)
     assert report.as_dict() == {
         "read": 9,
-        "accepted": 3,
+        "accepted": 4,
         "duplicates": 0,
-        "quarantined": 6,
+        "quarantined": 5,
         "feedback": 1,
         "feedback_joined": 1,
+        "tokens_estimated": 1,
+        "files": 1,
+        "workers": 0,
     }
-    assert any_store.count(quarantine) == 6
+    assert any_store.count(quarantine) == 5
     assert any_store.count(feedback) == 1
-    assert sorted(any_store.interactions_frame()["id"]) == ["ix-000001", "ix-000006"]
+    stored = any_store.interactions_frame().set_index("id")
+    assert sorted(stored.index) == ["cmpl-1", "ix-000001", "ix-000006"]
+    assert stored.loc["cmpl-1", "tokens_estimated"]  # the blueprint record has no usage: estimated
     reasons = any_store.quarantine_frame().set_index("line")["reason"]
     assert "NUL" in reasons[2]
     assert "surrogate" in reasons[3]
     assert "tokens_in" in reasons[4]
-    assert "tokens" in reasons[8]  # the blueprint record has no usage: no token counts
 
 
 def test_reopening_keeps_data(tmp_path):

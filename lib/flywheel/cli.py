@@ -50,8 +50,11 @@ def cycle(
     runs_dir: Annotated[Path, typer.Option(help="where run directories are created")] = Path("runs"),
     kernel: Annotated[str | None, typer.Option(help="Jupyter kernel for papermill")] = None,
 ) -> None:
-    """Run the numbered notebooks in order into runs/<cycle-id>/; prints the run directory last."""
-    from flywheel.cycle import StageFailed, run_cycle
+    """Run the numbered notebooks in order into runs/<cycle-id>/; prints the run directory last.
+
+    Relative source.paths are taken from the current folder. Exit status: 0 complete, 1 a stage failed,
+    3 paused awaiting expert review (resume with --resume when the experts are done)."""
+    from flywheel.cycle import AWAITING_REVIEW, EXIT_AWAITING_REVIEW, StageFailed, run_cycle
 
     try:
         run = run_cycle(config, resume=resume, runs_root=runs_dir, kernel_name=kernel, log=typer.echo)
@@ -59,6 +62,8 @@ def cycle(
         typer.echo(str(err), err=True)
         raise typer.Exit(1) from None
     typer.echo(str(run.path))
+    if run.manifest().get("status") == AWAITING_REVIEW:
+        raise typer.Exit(EXIT_AWAITING_REVIEW)
 
 
 @app.command()
@@ -83,6 +88,9 @@ def ingest(
 from flywheel.triage.argilla_server import app as argilla_app  # noqa: E402
 
 app.add_typer(argilla_app, name="argilla")
+from flywheel.triage.review import review_cli  # noqa: E402  (review import)
+
+app.add_typer(review_cli(), name="review")
 from flywheel.serve.cli import register as register_serve  # noqa: E402  (serve, promote)
 
 register_serve(app)

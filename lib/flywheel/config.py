@@ -24,7 +24,10 @@ class SourceConfig(_Strict):
     """Where production logs come from."""
 
     kind: Literal["demo", "files"] = "demo"
-    paths: list[str] = Field(default_factory=list, description="JSONL/Parquet files or folders (kind=files)")
+    paths: list[str] = Field(
+        default_factory=list,
+        description="JSONL/Parquet files or folders (kind=files); relative: from where `flywheel cycle` runs",
+    )
     n_interactions: int = Field(default=1200, ge=10)
     weeks: int = Field(default=6, ge=1)
     start: str = "2026-09-07"
@@ -34,6 +37,11 @@ class SourceConfig(_Strict):
         if self.kind == "files" and not self.paths:
             raise ValueError("source.kind=files needs source.paths")
         return self
+
+    def resolved_paths(self, base: str | Path) -> list[Path]:
+        """`paths` as absolute paths; a relative one (`logs/`) is taken from `base`, which the cycle runner
+        sets to the folder `flywheel cycle` was started in (notebooks run elsewhere, in their own folder)."""
+        return [Path(os.path.abspath(Path(base) / Path(p).expanduser())) for p in self.paths]
 
 
 class StoreConfig(_Strict):
@@ -98,6 +106,9 @@ class DriftConfig(_Strict):
 
 class CollectConfig(_Strict):
     pii: PiiConfig = Field(default_factory=PiiConfig)
+    max_query_chars: int = Field(
+        default=200_000, ge=1, description="a longer user message is quarantined at ingestion, not masked"
+    )
     signals: SignalsConfig = Field(default_factory=SignalsConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
 
@@ -274,6 +285,13 @@ class ServeConfig(_Strict):
         description="trained candidate folder served until one is promoted (relative: repo root)",
     )
     max_request_bytes: int = Field(default=65536, ge=1024, description="larger request bodies get 413")
+    api_key_env: str = Field(
+        default="FLYWHEEL_SERVE_API_KEY",
+        description="env var with the service's API key (Bearer); required to bind beyond localhost",
+    )
+    # the production model's OpenAI-compatible endpoint: while it serves (nothing promoted and no
+    # default_model, or rolled back to it), the service and the form route through it; null: 503
+    production_endpoint: EndpointConfig | None = None
 
 
 class Config(_Strict):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,8 @@ NOTEBOOKS = {
     "04_eval": "notebooks/04_eval/eval.ipynb",
 }
 DEFAULT_KERNEL = "flywheel"
+AWAITING_REVIEW = "awaiting_review"  # the triage stage's status while experts answer (flywheel.triage.review)
+EXIT_AWAITING_REVIEW = 3  # `flywheel cycle` exit status of a cycle paused for (or still awaiting) review
 
 
 class StageFailed(RuntimeError):
@@ -35,11 +38,29 @@ def hardware() -> dict:
 
 
 def create_run(
-    config_path: str | Path, run_path: str | Path | None = None, runs_root: str | Path = "runs"
+    config_path: str | Path,
+    run_path: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    source_base: str | Path | None = None,
 ) -> RunDir:
-    """Make a new run directory holding a copy of the config and a fresh manifest."""
+    """Make a new run directory holding a copy of the config and a fresh manifest.
+
+    Relative `source.paths` are resolved against `source_base` (default: the current folder, i.e. where
+    `flywheel cycle` was started) and recorded absolute in the manifest, which the collect stage reads."""
     config_path = Path(config_path)
     config = load_config(config_path)  # fail early on a bad config, before anything is written
+    source = {"kind": config.source.kind}
+    if config.source.kind == "files":
+        base = Path(source_base or Path.cwd()).resolve()
+        paths = config.source.resolved_paths(base)
+        pairs = zip(config.source.paths, paths, strict=True)
+        missing = [f"{given!r} ({path})" for given, path in pairs if not path.exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"source.paths in {config_path}: not found: {', '.join(missing)} "
+                f"(relative paths are taken from the folder the cycle was started in, {base})"
+            )
+        source.update(base=str(base), paths=[str(path) for path in paths])
     if run_path is None:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         run_path = Path(runs_root) / f"{stamp}-{config.name}"
@@ -56,6 +77,7 @@ def create_run(
         status="created",
         config_source=str(config_path.resolve()),
         config=config.model_dump(mode="json"),
+        source=source,
         seed=config.seed,
         git_commit=git_commit(),
         python=sys.version.split()[0],
@@ -78,15 +100,59 @@ def _check_kernel(kernel_name: str) -> None:
         ) from None
 
 
+def _earlier_attempts(run: RunDir, stage: str) -> list[dict]:
+    """The stage's attempts so far; its earlier executed notebook and results are moved aside
+    (`<stage>.attempt-N.*`) so that the next attempt keeps them, tracebacks included."""
+    entry = run.manifest().get("stages", {}).get(stage, {})
+    attempts = [dict(a) for a in entry.get("attempts", [])]
+    if not attempts and entry.get("started_at"):  # a manifest written before attempts were kept
+        keys = ("started_at", "finished_at", "seconds", "status", "error", "cell", "peak_rss_mb")
+        attempts = [{"attempt": 1, **{k: entry[k] for k in keys if k in entry}}]
+    if attempts:
+        last = attempts[-1]
+        number = last.get("attempt", len(attempts))
+        earlier = {"notebook": run.path / "notebooks" / f"{stage}.ipynb", "results": run.results_path(stage)}
+        for key, current in earlier.items():
+            if current.is_file():
+                kept = current.with_name(f"{stage}.attempt-{number}{current.suffix}")
+                os.replace(current, kept)
+                last[key] = str(kept.relative_to(run.path))
+    return attempts
+
+
 def run_stage(run: RunDir, stage: str, kernel_name: str, progress: bool = True) -> float:
-    """Execute one stage's notebook into the run directory; return its wall time in seconds."""
+    """Execute one stage's notebook into the run directory; return this attempt's wall time in seconds.
+
+    Every attempt is kept in the manifest (`stages.<stage>.attempts`: started, finished, seconds, status,
+    notebook, error); `seconds` of the stage is the sum over its attempts."""
     import papermill as pm
 
     source = REPO_ROOT / NOTEBOOKS[stage]
     executed = run.path / "notebooks" / f"{stage}.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
-    run.set_stage(stage, status="running", started_at=now_iso(), executed=str(executed.relative_to(run.path)))
+    attempts = _earlier_attempts(run, stage)
+    attempt = {
+        "attempt": len(attempts) + 1,
+        "started_at": now_iso(),
+        "status": "running",
+        "notebook": str(executed.relative_to(run.path)),
+    }
+    attempts.append(attempt)
+    run.set_stage(stage, status="running", started_at=attempt["started_at"], executed=attempt["notebook"])
+    run.set_stage(stage, attempts=attempts)
     started = time.perf_counter()
+
+    def finish(status: str, error: str | None = None, cell: int | None = None, peak: float | None = None):
+        seconds = round(time.perf_counter() - started, 1)
+        outcome = {"error": error, "cell": cell, "peak_rss_mb": peak}
+        attempt.update(status=status, finished_at=now_iso(), seconds=seconds)
+        attempt.update({k: v for k, v in outcome.items() if v is not None})
+        total = round(sum(a.get("seconds") or 0 for a in attempts), 1)
+        finished = attempt["finished_at"]
+        # the stage's error and cell are its latest attempt's (None once it succeeded)
+        run.set_stage(stage, status=status, finished_at=finished, seconds=total, attempts=attempts, **outcome)
+        return seconds
+
     try:
         pm.execute_notebook(
             str(source),
@@ -97,22 +163,93 @@ def run_stage(run: RunDir, stage: str, kernel_name: str, progress: bool = True) 
             progress_bar=progress,
             request_save_on_cell_execute=True,
         )
-    except pm.PapermillExecutionError as err:
-        seconds = time.perf_counter() - started
-        message = f"{err.ename}: {err.evalue}"
-        run.set_stage(stage, status="failed", seconds=round(seconds, 1), error=message, cell=err.exec_count)
+    except Exception as err:  # a failing cell, or a kernel that died: the attempt is recorded either way
+        cell = getattr(err, "exec_count", None)
+        if isinstance(err, pm.PapermillExecutionError):
+            message = f"{err.ename}: {err.evalue}"
+        else:
+            message = f"{type(err).__name__}: {err}"
+        finish("failed", error=message, cell=cell)
         run.update_manifest(status="failed")
         raise StageFailed(
-            f"stage {stage} failed in {NOTEBOOKS[stage]} (cell {err.exec_count}): {message}\n"
+            f"stage {stage} failed in {NOTEBOOKS[stage]} (cell {cell}): {message}\n"
             f"executed notebook: {executed}"
         ) from None
-    seconds = time.perf_counter() - started
     status = run.manifest()["stages"][stage].get("status")
     # A notebook may pause the cycle itself (e.g. triage awaiting expert review).
     final = status if status not in ("running", None) else "done"
     peak = run.results(stage).get("peak_rss_mb") if run.results_path(stage).exists() else None
-    run.set_stage(stage, status=final, finished_at=now_iso(), seconds=round(seconds, 1), peak_rss_mb=peak)
-    return seconds
+    return finish(final, peak=peak)
+
+
+def review_waiting_line(run: RunDir) -> str:
+    """How far the experts are and where they answer, from the manifest's `review` section."""
+    review = run.manifest().get("review") or {}
+    progress, argilla = review.get("progress") or {}, review.get("argilla") or {}
+    line = (
+        f"awaiting expert review: {progress.get('completed', 0)} of {progress.get('total', 0)} records "
+        f"answered in Argilla at {argilla.get('url', '?')}, dataset {argilla.get('dataset')!r} "
+        f"(workspace {argilla.get('workspace')!r})"
+    )
+    if argilla.get("credentials"):
+        line += f"; log in with the credentials in {argilla['credentials']}"
+    return f"{line}. When the experts are done: flywheel cycle --resume {run.path}"
+
+
+def _review_still_awaited(run: RunDir, log: Callable[[str], None]) -> bool:
+    """Before re-running a paused triage: are records still unanswered? Asks Argilla for the progress
+    (starting the embedded server if it is down) and records it; re-running the notebook then waits."""
+    from flywheel.context import open_stage
+    from flywheel.triage.review import awaiting_review, open_review
+
+    stage = open_stage(run.path)
+    session = open_review(stage.config, stage.store, log=log)
+    progress = session.progress()
+    review = run.manifest().get("review") or {}
+    run.update_manifest(
+        review={**review, "argilla": session.target.describe(), "progress": progress, "checked_at": now_iso()}
+    )
+    return awaiting_review(stage.config.review.mode, progress)
+
+
+@contextlib.contextmanager
+def _embedded_argilla_accounted(run: RunDir, log: Callable[[str], None]) -> Iterator[None]:
+    """Stop the embedded Argilla server at the end if this cycle started it, in this invocation or in an
+    earlier one that paused for review (the manifest's `services.argilla` says so); otherwise say plainly
+    that it is still running and how to stop it. A paused cycle leaves it up for the experts."""
+    from flywheel.triage import argilla_server
+
+    was_running = argilla_server.is_running()
+    try:
+        yield
+    finally:
+        state = argilla_server.status()
+        services = run.manifest().get("services") or {}
+        record = dict(services.get("argilla") or {})
+        if state["running"] and not was_running:
+            record.update(started_by_cycle=True, url=state["url"], started_at=now_iso())
+            record.pop("stopped_at", None)
+        ours = bool(record.get("started_by_cycle")) and not record.get("stopped_at")
+        paused = run.manifest().get("status") == AWAITING_REVIEW
+        if not state["running"]:
+            pass
+        elif paused:
+            who = "this cycle started it; the resumed cycle stops it" if ours else "it was running before"
+            log(
+                f"the embedded Argilla server stays up for the experts at {state['url']} ({who}; "
+                "`flywheel argilla down` stops it)"
+            )
+        elif ours:
+            log(f"stopping the embedded Argilla server that this cycle started ({state['url']})")
+            argilla_server.down()
+            record["stopped_at"] = now_iso()
+        else:
+            log(
+                f"the embedded Argilla server is still running at {state['url']} (it was running before this "
+                "cycle started); `flywheel argilla down` stops it"
+            )
+        if record:
+            run.update_manifest(services={**services, "argilla": record})
 
 
 def run_cycle(
@@ -123,7 +260,8 @@ def run_cycle(
     stages: tuple[str, ...] = STAGES,
     log: Callable[[str], None] = print,
 ) -> RunDir:
-    """Run (or resume) a cycle. A stage that finished is not redone; a failure raises StageFailed."""
+    """Run (or resume) a cycle. A stage that finished is not redone; a failure raises StageFailed.
+    A cycle paused for expert review returns with manifest status `awaiting_review`."""
     kernel_name = kernel_name or os.environ.get("FLYWHEEL_KERNEL", DEFAULT_KERNEL)
     _check_kernel(kernel_name)
     if resume:
@@ -136,23 +274,26 @@ def run_cycle(
     log(f"cycle {run.cycle_id} in {run.path}")
     run.update_manifest(status="running")
     cycle_started = time.perf_counter()
-    # The embedded Argilla server (triage) is stopped at the end if this cycle started it.
-    from flywheel.triage.argilla_server import stopped_after_if_started
-
-    paused = lambda: run.manifest().get("status") == "awaiting_review"  # noqa: E731
-    with stopped_after_if_started(log, keep=paused):
+    with _embedded_argilla_accounted(run, log):
         for index, stage in enumerate(stages, start=1):
             status = run.stage_status(stage)
             if status == "done":
                 log(f"[{index}/{len(stages)}] {stage}: done earlier, skipped")
                 continue
+            if status == AWAITING_REVIEW and _review_still_awaited(run, log):
+                run.update_manifest(status=AWAITING_REVIEW)
+                log(f"[{index}/{len(stages)}] {stage}: still {review_waiting_line(run)}")
+                return run
             log(f"[{index}/{len(stages)}] {stage}: running {NOTEBOOKS[stage]}")
             seconds = run_stage(run, stage, kernel_name)
             status = run.stage_status(stage)
             log(f"[{index}/{len(stages)}] {stage}: {status} in {seconds:.1f} s")
             if status != "done":  # paused, e.g. awaiting_review: resume later with --resume
                 run.update_manifest(status=status)
-                log(f"cycle paused ({status}); continue with: flywheel cycle --resume {run.path}")
+                if status == AWAITING_REVIEW:
+                    log(f"cycle paused: {review_waiting_line(run)}")
+                else:
+                    log(f"cycle paused ({status}); continue with: flywheel cycle --resume {run.path}")
                 return run
     if run.stage_status("04_eval") == "done":
         log(f"report: {export_report(run)}")

@@ -1,17 +1,25 @@
 """The promotion registry: which trained router is in production, how it got there, and how to undo it.
 
 An append-only event log in the store (`promotions` table, SQLAlchemy Core, SQLite or PostgreSQL) with a
-JSON export beside the runs. Each `promote` pushes a trained candidate folder (one with `candidate.json`)
-with its metrics, cycle id, time and reason; each `rollback` pops the current entry and restores the one
-promoted before it, recorded as its own event. Replaying the log gives the stack of promotions; its top is
-`current()`.
+JSON export beside the runs. Replaying the log gives the stack of promotions in force:
 
-Promoting the artifact that is already current is a no-op (re-running a cycle does not stack duplicates).
+- `promote` pushes a trained candidate folder (one with `candidate.json`) with its metrics, cycle id, time
+  and reason;
+- `rollback` pops the current promotion; the one promoted before it serves again (`restores_seq`);
+- `production` pops the only promotion left (or, asked `to_production`, all of them): the production model,
+  the large LLM that served before any promotion (the evaluation's baseline), serves again.
+
+The stack's top is `current()`; an empty stack means the production model is serving (`state()` says since
+when and why). Promoting the artifact that is already current is a no-op (re-running a cycle does not stack
+duplicates). Writers take a lock first, so two processes promoting or rolling back at once each decide from
+the other's result, and the export is written under the same lock (it never goes back to an older state).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,29 +35,35 @@ promotions = sa.Table(
     "promotions",
     metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("event", sa.String(20), nullable=False),  # "promote" | "rollback"
+    sa.Column("event", sa.String(20), nullable=False),  # "promote" | "rollback" | "production"
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("artifact_path", sa.Text, nullable=False),
     sa.Column("metrics_json", sa.Text, nullable=False),
     sa.Column("cycle_id", sa.String(200)),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    # rollback events: the promotion undone and the promotion restored (its model fields are copied)
+    # rollback / production events: the promotion undone and the promotion restored (its model fields are
+    # copied; none for production)
     sa.Column("undoes_seq", sa.Integer),
     sa.Column("restores_seq", sa.Integer),
 )
 
 
+# The name the registry gives the production model (the baseline LLM of the evaluation)
+PRODUCTION = "production"
+
+
 class RegistryError(RuntimeError):
-    """A registry operation that cannot be done (e.g. a rollback with nothing before)."""
+    """A registry operation that cannot be done (e.g. a rollback while the production model serves)."""
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One event of the registry. For a rollback the model fields are those of the restored promotion."""
+    """One event of the registry. For a rollback the model fields are those of the restored promotion; for
+    a production event they name the production model (`PRODUCTION`, no artifact)."""
 
     seq: int
-    event: Literal["promote", "rollback"]
+    event: Literal["promote", "rollback", "production"]
     model_name: str
     artifact_path: str
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -87,6 +101,77 @@ def _events(conn: sa.Connection) -> list[Entry]:
     return [_entry(r) for r in conn.execute(sa.select(promotions).order_by(promotions.c.seq))]
 
 
+def _replay(events: list[Entry]) -> list[Entry]:
+    """The promotions in force, oldest first: promote pushes, rollback pops, production clears."""
+    stack: list[Entry] = []
+    for event in events:
+        if event.event == "promote":
+            stack.append(event)
+        elif event.event == "rollback":
+            if stack:
+                stack.pop()
+        else:
+            stack.clear()
+    return stack
+
+
+@dataclass(frozen=True)
+class State:
+    """What serves now: the top of the promotion stack, or the production model when the stack is empty."""
+
+    stack: tuple[Entry, ...]  # promotions in force, oldest first
+    last: Entry | None  # the newest event (None: an empty registry)
+    undone: Entry | None  # the promotion the newest event undid (rollback / production events)
+
+    @property
+    def current(self) -> Entry | None:
+        return self.stack[-1] if self.stack else None
+
+    @property
+    def on_production(self) -> bool:
+        return not self.stack
+
+    @property
+    def rolled_back_to_production(self) -> bool:
+        """Production serves because promotions were rolled back (not merely because none was made)."""
+        return self.on_production and self.last is not None
+
+    @property
+    def serving(self) -> str:
+        return self.current.model_name if self.current else PRODUCTION
+
+    def message(self) -> str:
+        """One line for people: who serves, since when and why."""
+        current, last = self.current, self.last
+        undone = f"{self.undone.model_name} (entry {self.undone.seq})" if self.undone else "a promotion"
+        if current is not None:
+            cycle = f", cycle {current.cycle_id}" if current.cycle_id else ""
+            line = (
+                f"promoted model {current.model_name} is serving (entry {current.seq}{cycle}, "
+                f"{_when(current)}): {current.reason}"
+            )
+            if last is not None and last.event == "rollback":
+                line += f"; restored at {_when(last)} by rolling back {undone}: {last.reason}"
+            return line
+        if last is None:
+            return "the production model is serving (nothing has been promoted yet)"
+        return (
+            f"the production model is serving since {_when(last)} (entry {last.seq}), when {undone} was "
+            f"rolled back: {last.reason}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": PRODUCTION if self.on_production else "promoted",
+            "model_name": self.serving,
+            "message": self.message(),
+        }
+
+
+def _when(entry: Entry) -> str:
+    return entry.created_at.strftime("%Y-%m-%d %H:%M UTC") if entry.created_at else "time unknown"
+
+
 def default_export_path(runs_root: str | Path, config_name: str) -> Path:
     """Where the CLI and the service write the JSON export: beside the per-config SQLite store."""
     return Path(runs_root) / f"registry-{config_name}.json"
@@ -106,22 +191,34 @@ class Registry:
         with self.store.engine.connect() as conn:
             return _events(conn)
 
-    def _stack(self, events: list[Entry]) -> list[Entry]:
-        """The promotions in force, oldest first: replay promotes (push) and rollbacks (pop)."""
-        stack: list[Entry] = []
-        for event in events:
-            if event.event == "promote":
-                stack.append(event)
-            elif stack:
-                stack.pop()
-        return stack
+    def state(self) -> State:
+        """Who serves now (a promotion or the production model) and the stack behind it."""
+        return self._state(self.history())
+
+    @staticmethod
+    def _state(events: list[Entry]) -> State:
+        last = events[-1] if events else None
+        undone = next((e for e in events if last and e.seq == last.undoes_seq), None)
+        return State(tuple(_replay(events)), last, undone)
 
     def current(self) -> Entry | None:
-        """The promotion in force (a `promote` entry), or None when nothing was ever promoted."""
-        stack = self._stack(self.history())
-        return stack[-1] if stack else None
+        """The promotion in force (a `promote` entry), or None while the production model serves."""
+        return self.state().current
 
     # --- writes ----------------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[sa.Connection]:
+        """A write transaction that holds the registry's write lock from its first statement: each writer
+        reads the history, decides and appends with no other writer in between."""
+        with self.store.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text(f"LOCK TABLE {promotions.name} IN SHARE ROW EXCLUSIVE MODE"))
+            elif conn.dialect.name == "sqlite":
+                # a write as the first statement takes SQLite's write lock now (readers go on), whatever
+                # transaction mode the driver runs in; it deletes nothing
+                conn.execute(promotions.delete().where(promotions.c.seq < 0))
+            yield conn
+
     def promote(
         self,
         artifact_path: str | Path,
@@ -139,10 +236,10 @@ class Registry:
             raise ValueError("a promotion needs a reason")
         name = model_name or card.get("name") or folder.name
         metrics_json = json.dumps(metrics or {}, sort_keys=True, default=str)
-        with self.store.engine.begin() as conn:
-            stack = self._stack(_events(conn))
-            if stack and stack[-1].artifact_path == str(folder):
-                return stack[-1]
+        with self._locked() as conn:
+            current = self._state(_events(conn)).current
+            if current is not None and current.artifact_path == str(folder):
+                return current
             seq = conn.execute(
                 promotions.insert().values(
                     event="promote",
@@ -154,43 +251,65 @@ class Registry:
                     created_at=utcnow(),
                 )
             ).inserted_primary_key[0]
-        self.export()
-        return next(e for e in self.history() if e.seq == seq)
+            events = self._export_locked(conn)
+        return next(e for e in events if e.seq == seq)
 
-    def rollback(self, reason: str = "manual rollback") -> Entry:
-        """Undo the current promotion and restore the one before it; returns the restored promotion."""
-        with self.store.engine.begin() as conn:
-            stack = self._stack(_events(conn))
-            if not stack:
-                raise RegistryError("nothing to roll back: no model has been promoted yet")
-            if len(stack) == 1:
-                raise RegistryError(
-                    f"nothing to roll back to: {stack[0].model_name} (entry {stack[0].seq}) is the only "
-                    "promotion in force"
-                )
-            undone, restored = stack[-1], stack[-2]
-            conn.execute(
+    def rollback(self, reason: str = "manual rollback", *, to_production: bool = False) -> Entry:
+        """Undo the current promotion: the one before it serves again, or, when it was the only one (or
+        `to_production`: every promotion is undone at once), the production model. Returns the recorded
+        event: a `rollback` (model fields of the restored promotion) or a `production` event, with
+        `undoes_seq`. Refuses (RegistryError) while the production model is already serving."""
+        reason = reason.strip() or "manual rollback"
+        with self._locked() as conn:
+            state = self._state(_events(conn))
+            if state.on_production:
+                raise RegistryError(f"nothing to roll back: {state.message()}")
+            undone = state.stack[-1]
+            restored = None if to_production or len(state.stack) == 1 else state.stack[-2]
+            if restored is None:
+                values = {
+                    "event": PRODUCTION,
+                    "model_name": PRODUCTION,
+                    "artifact_path": "",
+                    "metrics_json": "{}",
+                }
+            else:
+                values = {
+                    "event": "rollback",
+                    "model_name": restored.model_name,
+                    "artifact_path": restored.artifact_path,
+                    "metrics_json": json.dumps(restored.metrics, sort_keys=True, default=str),
+                    "cycle_id": restored.cycle_id,
+                    "restores_seq": restored.seq,
+                }
+            seq = conn.execute(
                 promotions.insert().values(
-                    event="rollback",
-                    model_name=restored.model_name,
-                    artifact_path=restored.artifact_path,
-                    metrics_json=json.dumps(restored.metrics, sort_keys=True, default=str),
-                    cycle_id=restored.cycle_id,
-                    reason=reason.strip() or "manual rollback",
-                    created_at=utcnow(),
-                    undoes_seq=undone.seq,
-                    restores_seq=restored.seq,
+                    **values, reason=reason, created_at=utcnow(), undoes_seq=undone.seq
                 )
-            )
-        self.export()
-        return restored
+            ).inserted_primary_key[0]
+            events = self._export_locked(conn)
+        return next(e for e in events if e.seq == seq)
+
+    def _export_locked(self, conn: sa.Connection) -> list[Entry]:
+        """Write the export from inside the write transaction: exports happen in the order of the writes,
+        so the file never goes back to an older state. Returns the events it exported."""
+        events = _events(conn)
+        if self.export_path is not None:
+            atomic_write_json(self.export_path, self._snapshot(events))
+        return events
 
     def snapshot(self) -> dict[str, Any]:
-        """What the JSON export holds: the current promotion and the whole event history."""
-        events = self.history()
-        stack = self._stack(events)
+        """What the JSON export holds: who serves (`serving`: state, model name, one-line message), the
+        promotion in force (`current`, null while the production model serves), the stack of promotions
+        a rollback walks back through (seqs, oldest first) and the whole event history."""
+        return self._snapshot(self.history())
+
+    def _snapshot(self, events: list[Entry]) -> dict[str, Any]:
+        state = self._state(events)
         return {
-            "current": stack[-1].as_dict() if stack else None,
+            "serving": state.as_dict(),
+            "current": state.current.as_dict() if state.current else None,
+            "stack": [e.seq for e in state.stack],
             "history": [e.as_dict() for e in events],
         }
 

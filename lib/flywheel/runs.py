@@ -3,11 +3,14 @@
 Layout of `runs/<cycle-id>/`:
     manifest.json        config, git commit, package versions, input hashes, seed, per-stage status/timings
     config.yaml          the config the cycle ran with
-    notebooks/           the executed notebooks
-    results/<stage>.json what each notebook recorded (through `record_results`)
+    notebooks/           the executed notebooks; <stage>.attempt-N.ipynb: an earlier failed or paused attempt
+    results/<stage>.json what each notebook recorded (through `record_results`); .attempt-N.json: earlier
     artifacts/           datasets, models, predictions, metrics
     plots/               PNG figures
     summary.json         baseline and candidates, the promoted model
+
+Raw input logs are never copied in (the directory is meant to be shared): the manifest records their
+absolute paths and sha256 (`inputs`, `source`).
 """
 
 from __future__ import annotations
@@ -165,6 +168,26 @@ class RunDir:
     def stage_status(self, stage: str) -> str:
         return self.manifest().get("stages", {}).get(stage, {}).get("status", "pending")
 
+    def record_review(self, review: dict[str, Any]) -> dict[str, Any]:
+        """Merge `review` into the manifest's `review` section. Push and pull counts add up over the triage
+        stage's attempts (a resumed triage pushes nothing new: the pause did); each attempt's own counts
+        are kept under `attempts`."""
+        manifest = self.manifest()
+        previous = manifest.get("review") or {}
+        merged = {**previous, **review}
+        for part, count in (("push", "records"), ("pull", "answers_added")):
+            if part not in review:
+                continue
+            earlier = dict(previous.get(part) or {})
+            attempts = earlier.pop("attempts", None) or ([earlier] if earlier else [])
+            attempts = [*attempts, {**review[part], "at": now_iso()}]
+            busiest = next((a for a in reversed(attempts) if a.get(count)), attempts[-1])
+            total = sum(a.get(count) or 0 for a in attempts)
+            merged[part] = {**busiest, count: total, "attempts": attempts}
+        manifest["review"] = merged
+        atomic_write_json(self.manifest_path, manifest)
+        return merged
+
     # --- results ---------------------------------------------------------------------------------
     def record_results(self, stage: str, results: dict[str, Any]) -> Path:
         """The one helper every notebook ends with: its results as JSON in the run directory.
@@ -199,4 +222,7 @@ def open_run(run_dir: str | Path | None, config_path: str | Path | None = None) 
     interactive = RunDir(REPO_ROOT / "runs" / "interactive")
     if interactive.manifest_path.is_file():
         return interactive
-    return create_run(config_path or REPO_ROOT / "configs" / "demo.yaml", interactive.path)
+    # Relative source paths: from the repository root, as for `make cycle` (JupyterLab runs a notebook in
+    # its own folder).
+    config_path = config_path or REPO_ROOT / "configs" / "demo.yaml"
+    return create_run(config_path, interactive.path, source_base=REPO_ROOT)

@@ -66,8 +66,9 @@ class Interaction(BaseModel):
     model: str = Field(min_length=1, max_length=200)
     latency_ms: float | None = Field(ge=0)  # required key; null where the producer did not measure it
     ttft_ms: float | None = Field(default=None, ge=0)
-    tokens_in: int = Field(ge=0, le=MAX_INT)
-    tokens_out: int = Field(ge=0, le=MAX_INT)
+    # null or absent: taken from response.usage, else estimated at ingestion (`tokens_estimated`)
+    tokens_in: int | None = Field(default=None, ge=0, le=MAX_INT)
+    tokens_out: int | None = Field(default=None, ge=0, le=MAX_INT)
     answer_excerpt: str | None = Field(default=None, max_length=4000)
     feedback: Feedback | None = None
 
@@ -76,24 +77,33 @@ class Interaction(BaseModel):
     def _timestamp_utc(cls, value: datetime) -> datetime:
         return _utc(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _tokens_from_usage(cls, data: Any) -> Any:
+        """Token counts left out of the record are read from the OpenAI response's `usage`, if it has one."""
+        if isinstance(data, dict) and (data.get("tokens_in") is None or data.get("tokens_out") is None):
+            prompt, completion = usage_tokens(data.get("response"))
+            data = {**data}
+            if data.get("tokens_in") is None:
+                data["tokens_in"] = prompt
+            if data.get("tokens_out") is None:
+                data["tokens_out"] = completion
+        return data
+
     @field_validator("request")
     @classmethod
     def _request_has_user_message(cls, request: dict[str, Any]) -> dict[str, Any]:
-        messages = request.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("request.messages must be a non-empty list")
-        if not any(isinstance(m, dict) and m.get("role") == "user" for m in messages):
-            raise ValueError("request.messages has no user message")
+        check_messages(request.get("messages"))
         return request
 
     @property
     def query(self) -> str:
         """The last user message: the question that was routed."""
-        user_messages = [m for m in self.request["messages"] if m.get("role") == "user"]
-        content = user_messages[-1].get("content", "")
-        if isinstance(content, list):  # OpenAI content parts
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return str(content)
+        return user_texts(self.request)[-1][1]
+
+    @property
+    def tokens_missing(self) -> bool:
+        return self.tokens_in is None or self.tokens_out is None
 
 
 class FeedbackRecord(BaseModel):
@@ -144,7 +154,6 @@ class BlueprintRecord(BaseModel):
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, str) or not content.strip():
             raise ValueError("response.choices[0].message.content (the routed expert) is empty")
-        usage = self.response.get("usage") or {}
         response_id = self.response.get("id")
         model = self.response.get("model") or self.request.get("model")
         return Interaction.model_validate(
@@ -158,10 +167,62 @@ class BlueprintRecord(BaseModel):
                 "routed_expert": content.strip().strip("\"'`.").strip(),
                 "model": model,
                 "latency_ms": None,
-                "tokens_in": usage.get("prompt_tokens") if isinstance(usage, dict) else None,
-                "tokens_out": usage.get("completion_tokens") if isinstance(usage, dict) else None,
+                "tokens_in": None,  # from response.usage, else estimated at ingestion
+                "tokens_out": None,
             }
         )
+
+
+def usage_tokens(response: Any) -> tuple[Any, Any]:
+    """(prompt_tokens, completion_tokens) of an OpenAI response's `usage`; None where absent."""
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict):
+        return None, None
+    return usage.get("prompt_tokens"), usage.get("completion_tokens")
+
+
+def check_messages(messages: Any) -> None:
+    """An OpenAI `messages` list as the workbench reads it: objects, at least one from the user, and every
+    user message's content a string or a list of content parts (objects whose `text` is a string).
+    Raises ValueError naming the first offending item."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("request.messages must be a non-empty list")
+    has_user = False
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise ValueError(f"request.messages[{i}] must be an object, got {_json_type(message)}")
+        if message.get("role") != "user":
+            continue
+        has_user = True
+        content = message.get("content", "")
+        if isinstance(content, str):
+            continue
+        if not isinstance(content, list):
+            kind = _json_type(content)
+            raise ValueError(f"request.messages[{i}].content must be a string or a list of parts, got {kind}")
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("text", ""), str):
+                raise ValueError(f"request.messages[{i}].content[{j}] must be an object with a string text")
+    if not has_user:
+        raise ValueError("request.messages has no user message")
+
+
+def user_texts(request: dict[str, Any]) -> list[tuple[int, str]]:
+    """(message index, text) of each user message of a request that passed `check_messages`, in order;
+    content parts are joined with spaces."""
+    texts = []
+    for i, message in enumerate(request["messages"]):
+        if message.get("role") == "user":
+            content = message.get("content", "")
+            if isinstance(content, list):  # OpenAI content parts
+                content = " ".join(p.get("text", "") for p in content)
+            texts.append((i, content))
+    return texts
+
+
+def _json_type(value: Any) -> str:
+    names = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string"}
+    return names.get(type(value), "array" if isinstance(value, list) else type(value).__name__)
 
 
 RecordKind = Literal["interaction", "feedback", "blueprint"]

@@ -13,6 +13,8 @@ store tests run on both.
 
 from __future__ import annotations
 
+import contextlib
+import operator
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +41,8 @@ interactions = sa.Table(
     sa.Column("ttft_ms", sa.Float),
     sa.Column("tokens_in", sa.Integer, nullable=False),
     sa.Column("tokens_out", sa.Integer, nullable=False),
+    # the record had no token counts: they were estimated with a tokenizer (flywheel.collect.tokens)
+    sa.Column("tokens_estimated", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("answer_excerpt", sa.Text),
     sa.Column("thumbs", sa.String(4)),
     sa.Column("rating", sa.Integer),
@@ -57,7 +61,8 @@ quarantine = sa.Table(
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("line", sa.Integer),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("raw", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False),  # the start of the record, PII masked: never the raw text
+    sa.Column("raw_sha256", sa.String(64)),  # of the raw record's bytes; null only in rows not yet scrubbed
     sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -112,6 +117,24 @@ reviews = sa.Table(
 )
 
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL: readers and the one writer do not block each other, so the router service keeps logging while
+    an ingest writes the same file; a writer waits for another's transaction (busy timeout) instead of
+    failing at once with "database is locked"."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        # persistent; "memory" for in-memory stores. A file system without shared memory keeps the
+        # rollback journal.
+        with contextlib.suppress(Exception):
+            cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -122,11 +145,32 @@ class Store:
     def __init__(self, url: str):
         self.url = url
         self.engine: Engine = sa.create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
         # A store created before latency became optional cannot take records without one (SQLite cannot
         # drop NOT NULL in place); ingestion quarantines those with a reason instead of failing.
         columns = {c["name"]: c for c in sa.inspect(self.engine).get_columns("interactions")}
         self.latency_required = not columns["latency_ms"]["nullable"]
+        self._add_columns()
+
+    # Columns added since a store could first be created: an older store gets them on open.
+    ADDED_COLUMNS = (
+        ("interactions", "tokens_estimated", "BOOLEAN NOT NULL DEFAULT FALSE"),
+        ("quarantine", "raw_sha256", "VARCHAR(64)"),
+    )
+
+    def _add_columns(self) -> None:
+        inspector = sa.inspect(self.engine)
+        for table, column, ddl in self.ADDED_COLUMNS:
+            if column in {c["name"] for c in inspector.get_columns(table)}:
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+            except sa.exc.DBAPIError:  # another process added it first
+                if column not in {c["name"] for c in sa.inspect(self.engine).get_columns(table)}:
+                    raise
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)})"
@@ -151,6 +195,8 @@ class Store:
         if not unique:
             return 0
         if self.dialect in ("sqlite", "postgresql"):
+            if all(row.keys() == unique[0].keys() for row in unique):
+                return self._insert_many(conn, table, unique)
             if self.dialect == "sqlite":
                 from sqlalchemy.dialects.sqlite import insert
             else:
@@ -162,6 +208,33 @@ class Store:
         if fresh:
             conn.execute(table.insert(), fresh)
         return len(fresh)
+
+    def _insert_many(self, conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
+        """`INSERT ... ON CONFLICT DO NOTHING` as one driver-level executemany (SQLite, PostgreSQL), values
+        converted by the columns' own SQLAlchemy bind processors: at ingestion batch sizes SQLAlchemy's
+        per-row parameter handling costs more than the database. Returns how many rows were new."""
+        dialect = self.engine.dialect
+        names = list(rows[0])
+        values_of = operator.itemgetter(*names)
+        # The dialect's own column types, as SQLAlchemy binds them (dates and booleans on SQLite).
+        processors = [
+            (i, table.c[n].type.dialect_impl(dialect).bind_processor(dialect)) for i, n in enumerate(names)
+        ]
+        processors = [(i, p) for i, p in processors if p is not None]
+        params = []
+        for row in rows:
+            values = list(values_of(row)) if len(names) > 1 else [row[names[0]]]
+            for i, process in processors:
+                if values[i] is not None:
+                    values[i] = process(values[i])
+            params.append(tuple(values))
+        quote = dialect.identifier_preparer.quote
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) "
+            f"VALUES ({', '.join([mark] * len(names))}) ON CONFLICT DO NOTHING"
+        )
+        return conn.exec_driver_sql(sql, params).rowcount
 
     @staticmethod
     def _existing_keys(
@@ -199,6 +272,24 @@ class Store:
             self._insert_new(conn, quarantine, quarantined_rows, ["content_hash"])
             new_feedback = self._insert_new(conn, feedback, feedback_rows, ["content_hash"])
         return new_interactions, new_feedback
+
+    def legacy_quarantine(self) -> list[tuple[str, str]]:
+        """(key, raw) of quarantine rows written before the quarantine kept masked copies only."""
+        query = sa.select(quarantine.c.content_hash, quarantine.c.raw).where(
+            quarantine.c.raw_sha256.is_(None)
+        )
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query)]
+
+    def set_quarantine_copies(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Replace the kept copy of quarantine rows: (key, masked copy, SHA-256 of the former text)."""
+        stmt = (
+            quarantine.update()
+            .where(quarantine.c.content_hash == sa.bindparam("key"))
+            .values(raw=sa.bindparam("copy"), raw_sha256=sa.bindparam("digest"))
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, [{"key": k, "copy": c, "digest": d} for k, c, d in rows])
 
     def apply_feedback(self) -> int:
         """Join separately arrived feedback into its interactions: the newest record per interaction

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ipywidgets as widgets
-from pydantic import ValidationError
 
-from flywheel.config import load_config
+from flywheel.config import PiiConfig, load_config
 from flywheel.registry import Registry, default_export_path
 from flywheel.serve.records import (
     UNROUTABLE,
+    RecordRejected,
     chat_completion,
     count_tokens,
     interaction_record,
@@ -28,7 +28,7 @@ from flywheel.serve.records import (
     pseudonym,
     store_interaction,
 )
-from flywheel.serve.routing import NoRouterAvailable, RouterProvider, configured_default_model
+from flywheel.serve.routing import NoRouterAvailable, RouterProvider, provider_for
 from flywheel.store import Store
 
 SOURCE = "feedback-form"
@@ -52,8 +52,10 @@ class FeedbackForm:
         provider: RouterProvider,
         experts: dict[str, str] | None = None,
         user: str = "colleague",
+        pii: PiiConfig | None = None,
     ):
         self.store, self.provider, self.experts = store, provider, experts or {}
+        self.pii = pii  # the config's collect.pii: the one masker every stored text goes through
         self.user_id = pseudonym(user, "u")
         self.session_id = f"s-form-{uuid.uuid4().hex[:12]}"
         self.routed: Routed | None = None
@@ -149,9 +151,9 @@ class FeedbackForm:
             feedback=feedback,
         )
         try:
-            store_interaction(self.store, record, SOURCE)
-        except ValidationError as err:
-            self._say(f"Not saved: {err.errors()[0]['msg']}", error=True)
+            store_interaction(self.store, record, SOURCE, self.pii)
+        except RecordRejected as err:
+            self._say(f"Not saved: {err}", error=True)
             return None
         self.submitted.append(completion_id)
         self._reset()
@@ -182,5 +184,5 @@ def open_form(
     runs_root.mkdir(parents=True, exist_ok=True)
     store = Store(config.store_url(runs_root))
     registry = Registry(store, default_export_path(runs_root, config.name))
-    provider = RouterProvider(registry, configured_default_model(config))
-    return FeedbackForm(store, provider, config.experts, user=user)
+    provider = provider_for(config, registry)
+    return FeedbackForm(store, provider, config.experts, user=user, pii=config.collect.pii)

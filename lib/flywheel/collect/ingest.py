@@ -1,21 +1,35 @@
 """Streaming ingestion of interaction logs into the store.
 
-Reads JSONL and Parquet files (or folders of them) record by record, validates each against the log
-schema (`flywheel.schema`: our `Interaction`, a separate `FeedbackRecord`, or the NVIDIA blueprint's
-`BlueprintRecord`), masks PII in batches and writes each batch in one transaction: memory stays flat
-whatever the file size. Every record read ends up counted exactly once: accepted, duplicate, or
-quarantined with a reason. A killed ingest leaves whole batches only; running it again completes it.
+Reads JSONL (optionally gzipped) and Parquet files, or folders of them, in batches; validates each record
+against the log schema (`flywheel.schema`: our `Interaction`, a separate `FeedbackRecord`, or the NVIDIA
+blueprint's `BlueprintRecord`), masks PII in batches with the one configured masker and writes each batch
+in one transaction: memory stays flat whatever the file size. Every record read ends up counted exactly
+once: accepted, duplicate, or quarantined with a reason. Nothing one record or file holds can stop the
+others: a record that fails anywhere (parsing, validation, masking, the store) is quarantined, and so is
+the unreadable rest of a file. A killed ingest leaves whole batches only; running it again completes it.
+The quarantine keeps a PII-masked copy of the start of each bad record and the SHA-256 of the raw bytes,
+never the raw text.
 """
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+import multiprocessing
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+import sqlalchemy as sa
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
@@ -24,9 +38,14 @@ from flywheel.schema import BlueprintRecord, FeedbackRecord, Interaction, record
 from flywheel.store import Store, utcnow
 
 BATCH_SIZE = 1000
-RAW_KEEP_CHARS = 2000  # quarantine keeps the start of a bad record, enough to see what went wrong
+BATCH_BYTES = 32 * 2**20  # a batch of huge records is written early: memory stays bounded
+RAW_KEEP_CHARS = 2000  # quarantine keeps the (masked) start of a bad record, enough to see what went wrong
+RAW_MASK_CHARS = 4 * RAW_KEEP_CHARS  # masked before the cut, so that no PII is cut in half at the edge
 MAX_RECORD_BYTES = 8 * 1024 * 1024  # a longer line is quarantined unread: memory stays bounded
-SUFFIXES = (".jsonl", ".json", ".parquet")
+MAX_QUERY_CHARS = 200_000  # a longer user message is quarantined (default of `collect.max_query_chars`)
+PARALLEL_MIN_BYTES = 16 * 2**20  # from this file size on, worker processes convert (see worker_count)
+SUFFIXES = (".jsonl", ".json", ".parquet", ".jsonl.gz", ".json.gz")
+UTF16_STARTS = (codecs.BOM_UTF16_LE + b"{\x00", codecs.BOM_UTF16_BE + b"\x00{")
 
 
 @dataclass
@@ -37,6 +56,9 @@ class IngestReport:
     quarantined: int = 0
     feedback: int = 0  # of `accepted`: separate feedback records
     feedback_joined: int = 0  # interactions whose feedback a separate record set
+    tokens_estimated: int = 0  # of `accepted`: interactions logged without token counts (estimated)
+    files: int = 0
+    workers: int = 0  # the most worker processes one file was converted with (0: in this process)
 
     def reconciles(self) -> bool:
         return self.read == self.accepted + self.duplicates + self.quarantined
@@ -45,17 +67,32 @@ class IngestReport:
         return asdict(self)
 
 
+def _is_log_file(path: Path) -> bool:
+    return path.name.endswith(SUFFIXES) and not path.name.startswith(".")
+
+
 def log_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand folders into their log files (sorted); a missing path is an error, not a silent skip."""
+    """Expand folders into their log files (sorted), each once, as resolved absolute paths: one file has
+    one name whatever the spelling. A missing path is an error, not a silent skip."""
     files: list[Path] = []
+    seen: set[Path] = set()
     for path in map(Path, paths):
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()))
+            # a dangling link is listed (and quarantined as unreadable) rather than skipped in silence
+            found = sorted(p for p in path.rglob("*") if _is_log_file(p) and (p.is_file() or p.is_symlink()))
         elif path.is_file():
-            files.append(path)
+            found = [path]
         else:
             raise FileNotFoundError(f"log path does not exist: {path}")
+        for file in found:
+            resolved = file.resolve() if file.exists() else file.absolute()
+            if resolved not in seen:
+                seen.add(resolved)
+                files.append(resolved)
     return files
+
+
+# --- reading: (line, raw bytes or parsed row, error) per record; never raises -----------------------------
 
 
 def _lines(f) -> Iterator[tuple[int, bytes | None]]:
@@ -75,46 +112,123 @@ def _lines(f) -> Iterator[tuple[int, bytes | None]]:
         yield line, chunk
 
 
-def _records(path: Path) -> Iterator[tuple[int, str | None, dict[str, Any] | None, str | None]]:
-    """Yield (line, raw text, parsed object or None, parse error or None), one record at a time."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+Item = tuple[int, bytes | dict[str, Any] | None, str | None]  # line, raw line or Parquet row, error
 
-        line = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_SIZE):
-            for row in batch.to_pylist():
-                line += 1
-                yield line, None, row, None
-        return
-    with open(path, "rb") as f:
-        for line, raw_bytes in _lines(f):
-            if raw_bytes is None:
-                yield line, "", None, f"record longer than {MAX_RECORD_BYTES} bytes"
-                continue
-            if not raw_bytes.strip():
-                continue
-            try:
-                raw = raw_bytes.decode("utf-8")
-            except UnicodeDecodeError as err:
-                yield line, raw_bytes.decode("utf-8", errors="replace"), None, f"invalid UTF-8: {err.reason}"
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as err:
-                yield line, raw, None, f"invalid JSON: {err.msg} at column {err.colno}"
-                continue
-            except RecursionError:
-                yield line, raw, None, "invalid JSON: nested too deeply"
-                continue
-            if not isinstance(obj, dict):
-                yield line, raw, None, f"a record must be a JSON object, got {type(obj).__name__}"
-                continue
-            yield line, raw, obj, None
+
+def read_items(path: Path) -> Iterator[Item]:
+    """The records of one file, unparsed (JSONL) or as rows (Parquet). A file that cannot be read, or
+    whose rest cannot (a corrupt Parquet page, a truncated gzip stream), ends in one error item."""
+    line = 0
+    try:
+        if path.name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            with pq.ParquetFile(path) as parquet:
+                for batch in parquet.iter_batches(batch_size=BATCH_SIZE):
+                    for row in batch.to_pylist():
+                        line += 1
+                        yield line, row, None
+            return
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
+            for line, raw in _lines(f):
+                if raw is None:
+                    yield line, None, f"record longer than {MAX_RECORD_BYTES} bytes"
+                    continue
+                if line == 1:
+                    if raw.startswith(UTF16_STARTS):
+                        yield line, raw, "UTF-16 text: write the log as UTF-8 (the whole file is skipped)"
+                        return
+                    raw = raw.removeprefix(codecs.BOM_UTF8)
+                if raw.strip():
+                    yield line, raw.rstrip(b"\r\n"), None
+    except Exception as err:
+        yield line + 1, None, f"unreadable file from line {line + 1} on: {type(err).__name__}: {err}"[:500]
+
+
+class Unparsable(ValueError):
+    """A line that is not a JSON object; the message is the quarantine reason."""
+
+
+# Where orjson's canonical bytes may differ from json's. orjson reads an integer beyond 64 bits as a float,
+# written with an exponent ("e+19"): such a line, if it holds a 19-digit run, is read by json instead.
+# orjson writes floats below 1e-4 otherwise ("0.00001", "1e-7" for "1e-05", "1e-07"): such bytes are made
+# by json. Plain `in` tests first: a regex scan of every line would cost more than orjson saves.
+_LONG_DIGIT_RUN = re.compile(rb"\d{19}")
+_SHORT_NEGATIVE_EXPONENT = re.compile(rb"e-\d[,\]}]")
+
+
+def _parse_canonical(raw: bytes) -> tuple[dict[str, Any], bytes | None]:
+    """One JSONL line as an object, and its canonical bytes where orjson made them (None: use
+    `_canonical`). orjson (several times faster) is used only where it agrees with json byte for byte
+    (tests/test_ingest_perf.py); whatever it refuses (NaN, a lone surrogate escape, ...) json reads, with
+    json's reasons. Raises Unparsable with the reason, ValueError for a NUL character."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _parse_json(raw), None
+    if not isinstance(obj, dict):
+        raise Unparsable(f"a record must be a JSON object, got {type(obj).__name__}")
+    try:
+        data = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        return obj, None
+    if b"e+" in data and _LONG_DIGIT_RUN.search(raw):
+        return _parse_json(raw), None
+    if b"0.0000" in data or (b"e-" in data and _SHORT_NEGATIVE_EXPONENT.search(data)):
+        return obj, None
+    if b"\\u0000" in data:
+        raise ValueError("a NUL character in a string")
+    return obj, data
+
+
+def _parse_json(raw: bytes) -> dict[str, Any]:
+    """One JSONL line as an object, read by json; raises Unparsable with the reason."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise Unparsable(f"invalid UTF-8: {err.reason} at byte {err.start}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise Unparsable(f"invalid JSON: {err.msg} at column {err.colno}") from None
+    except RecursionError:
+        raise Unparsable("invalid JSON: nested too deeply") from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise Unparsable(f"invalid JSON: {err}") from None
+    if not isinstance(obj, dict):
+        raise Unparsable(f"a record must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+# --- converting: validation, hashing, masking, token estimates ----------------------------------------------
+
+
+# Built once: json.dumps with options builds an encoder per call, a visible share of a record's time.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
+)
+_STORED = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
+def _stored_json(obj: dict[str, Any], from_text: bool) -> str:
+    """The request or response as stored: orjson's compact JSON for records read from JSON text (JSON
+    types only), json's otherwise (a Parquet row may hold dates or other types, written with `str`)."""
+    if from_text:
+        try:
+            return orjson.dumps(obj).decode("utf-8")
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits, deep nesting
+            pass
+    return _STORED.encode(obj)
 
 
 def _canonical(obj: dict[str, Any]) -> bytes:
-    """The record as canonical JSON bytes. Raises ValueError on text no store can hold."""
-    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    """The record as canonical JSON bytes. Raises ValueError on what no store can hold."""
+    try:
+        text = _CANONICAL.encode(obj)
+    except ValueError:
+        raise ValueError("a number is NaN, Infinity or beyond the float range") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
@@ -131,6 +245,8 @@ def content_hash(obj: dict[str, Any]) -> str:
 
 def _clean(text: str) -> str:
     """Text any store backend accepts (PostgreSQL takes no NUL, UTF-8 no lone surrogate)."""
+    if text.isascii() and "\x00" not in text:  # the common case, without the round trip
+        return text
     return text.encode("utf-8", errors="backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
@@ -152,110 +268,376 @@ def default_masker() -> PiiMasker:
     return _DEFAULT_MASKER
 
 
-def _message_texts(request: dict[str, Any]) -> list[str]:
-    """The texts of the user messages, in order (a content-parts message gives one text per part)."""
+def mask_unique(masker: PiiMasker, texts: Sequence[str], names: bool = True) -> list[str]:
+    """`masker.mask_many`, each distinct text once (answer excerpts, system-made text and retried questions
+    repeat within a batch)."""
+    unique = list(dict.fromkeys(texts))
+    masked = dict(zip(unique, masker.mask_many(unique, names=names), strict=True))
+    return [masked[text] for text in texts]
+
+
+def _user_parts(request: dict[str, Any]) -> list[str]:
+    """The texts of the user messages, in order (a content-parts message gives one text per text part).
+    The request passed `flywheel.schema.check_messages`."""
     texts = []
-    for m in request.get("messages", []):
-        if isinstance(m, dict) and m.get("role") == "user":
+    for m in request["messages"]:
+        if m.get("role") == "user":
             content = m.get("content", "")
             if isinstance(content, list):
-                texts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+                texts.extend(p["text"] for p in content if "text" in p)
             else:
-                texts.append(str(content))
+                texts.append(content)
     return texts
 
 
-def _with_message_texts(request: dict[str, Any], texts: Iterator[str]) -> dict[str, Any]:
-    """A copy of the request whose user message texts are replaced, in `_message_texts` order."""
-    messages = []
-    for m in request.get("messages", []):
-        if isinstance(m, dict) and m.get("role") == "user":
+def _with_user_parts(request: dict[str, Any], texts: Iterator[str]) -> tuple[dict[str, Any], str]:
+    """A copy of the request whose user message texts are replaced, in `_user_parts` order, and its query
+    (the last user message, content parts joined as `Interaction.query` joins them)."""
+    messages, query = [], ""
+    for m in request["messages"]:
+        if m.get("role") == "user":
             content = m.get("content", "")
             if isinstance(content, list):
-                content = [{**p, "text": next(texts)} if isinstance(p, dict) else p for p in content]
+                content = [{**p, "text": next(texts)} if "text" in p else p for p in content]
+                query = " ".join(p.get("text", "") for p in content)
             else:
-                content = next(texts)
+                content = query = next(texts)
             m = {**m, "content": content}
         messages.append(m)
-    return {**request, "messages": messages}
-
-
-def _query(request: dict[str, Any]) -> str:
-    """The last user message, as `Interaction.query` reads it."""
-    return Interaction.model_construct(request=request).query
+    return {**request, "messages": messages}, query
 
 
 def to_rows(
-    records: list[tuple[Interaction, str, str]], masker: PiiMasker | None = None, keep_original: bool = False
+    records: Sequence[tuple[Interaction, str, str]],
+    masker: PiiMasker | None = None,
+    keep_original: bool = False,
 ) -> list[dict[str, Any]]:
     """Store rows of validated interactions, given with their content hash and source. PII is masked in
     one batch: the user messages of the request (`query_masked` is the last one), the comment, and the
     answer excerpt (patterns only: it is the system's own text). Unless `keep_original`, `query`,
-    `request_json` and the excerpt hold the masked text too; the comment is always masked."""
-    masker = masker or default_masker()
+    `request_json` and the excerpt hold the masked text too; the comment is always masked. Token counts
+    the record lacks are estimated (`flywheel.collect.tokens`) and flagged `tokens_estimated`."""
+    return _rows(records, masker or default_masker(), keep_original, True)
+
+
+def _query(request: dict[str, Any]) -> str:
+    """The last user message of a checked request, content parts joined as `Interaction.query` joins them."""
+    for message in reversed(request["messages"]):
+        if message.get("role") == "user":
+            content = message.get("content", "")
+            return " ".join(p.get("text", "") for p in content) if isinstance(content, list) else content
+    return ""
+
+
+def _rows(
+    records: Sequence[tuple[Interaction, str, str]],
+    masker: PiiMasker,
+    keep_original: bool,
+    clean: bool,
+    from_text: bool = False,
+) -> list[dict[str, Any]]:
+    """`to_rows`; `clean=False` where every text already passed `_canonical` (no NUL, no lone surrogate),
+    `from_text` where every record was read from JSON text (see `_stored_json`)."""
+    fix = _clean if clean else str
+    parts = [_user_parts(record.request) for record, *_ in records]
     texts: list[str] = []
-    for record, _, _ in records:
-        texts.extend(_message_texts(record.request))
+    for record_parts, (record, *_) in zip(parts, records, strict=True):
+        texts.extend(record_parts)
         texts.append(record.feedback.comment if record.feedback and record.feedback.comment else "")
-    masked = iter(masker.mask_many(texts))
-    excerpts = iter(masker.mask_many([r.answer_excerpt or "" for r, _, _ in records], names=False))
+    masked = mask_unique(masker, texts)
+    excerpts = iter(mask_unique(masker, [r.answer_excerpt or "" for r, *_ in records], names=False))
+    missing = [r for r, *_ in records if r.tokens_missing]
+    if missing:
+        from flywheel.collect.tokens import estimate
+
+        estimates = iter(estimate([(r.request, r.response, r.routed_expert) for r in missing]))
     rows = []
-    for record, digest, source in records:
-        masked_request = _with_message_texts(record.request, masked)
-        query_masked = _query(masked_request)
-        comment, excerpt = next(masked), next(excerpts)
+    at = 0
+    for record_parts, (record, digest, source) in zip(parts, records, strict=True):
+        n = len(record_parts)
+        masked_parts, comment = masked[at : at + n], masked[at + n]
+        at += n + 1
+        if masked_parts == record_parts:  # nothing to mask (most records): no copy
+            masked_request, query_masked = record.request, _query(record.request)
+        else:
+            masked_request, query_masked = _with_user_parts(record.request, iter(masked_parts))
+        excerpt = next(excerpts)
+        tokens_in, tokens_out = next(estimates) if record.tokens_missing else (0, 0)
         request = record.request if keep_original else masked_request
         feedback = record.feedback
         rows.append(
             {
-                "id": _clean(record.id),
+                "id": fix(record.id),
                 "content_hash": digest,
                 "timestamp": record.timestamp,
-                "session_id": _clean(record.session_id),
-                "user_id": _clean(record.user_id),
-                "query": _clean(record.query if keep_original else query_masked),
-                "query_masked": _clean(query_masked),
-                "routed_expert": _clean(record.routed_expert),
-                "model": _clean(record.model),
+                "session_id": fix(record.session_id),
+                "user_id": fix(record.user_id),
+                "query": fix(_query(record.request) if keep_original else query_masked),
+                "query_masked": fix(query_masked),
+                "routed_expert": fix(record.routed_expert),
+                "model": fix(record.model),
                 "latency_ms": record.latency_ms,
                 "ttft_ms": record.ttft_ms,
-                "tokens_in": record.tokens_in,
-                "tokens_out": record.tokens_out,
-                "answer_excerpt": _clean(record.answer_excerpt if keep_original else excerpt)
+                "tokens_in": tokens_in if record.tokens_in is None else record.tokens_in,
+                "tokens_out": tokens_out if record.tokens_out is None else record.tokens_out,
+                "tokens_estimated": record.tokens_missing,
+                "answer_excerpt": fix(record.answer_excerpt if keep_original else excerpt)
                 if record.answer_excerpt is not None
                 else None,
                 "thumbs": feedback.thumbs if feedback else None,
                 "rating": feedback.rating if feedback else None,
-                "comment": _clean(comment) if feedback and feedback.comment else None,
+                "comment": fix(comment) if feedback and feedback.comment else None,
                 "satisfied": feedback.satisfied if feedback else None,
-                "request_json": json.dumps(request, ensure_ascii=False),
-                "response_json": json.dumps(record.response, ensure_ascii=False),
-                "source": _clean(source),
+                "request_json": fix(_stored_json(request, from_text)),
+                "response_json": fix(_stored_json(record.response, from_text)),
+                "source": fix(source),
                 "ingested_at": utcnow(),
             }
         )
     return rows
 
 
-def to_row(record: Interaction, digest: str, source: str, keep_original: bool = False) -> dict[str, Any]:
-    """The store row of one validated interaction (PII masked with the default masker)."""
-    return to_rows([(record, digest, source)], keep_original=keep_original)[0]
+def to_row(
+    record: Interaction,
+    digest: str,
+    source: str,
+    keep_original: bool = False,
+    masker: PiiMasker | None = None,
+) -> dict[str, Any]:
+    """The store row of one validated interaction (PII masked with `masker`, else the default one)."""
+    return to_rows([(record, digest, source)], masker, keep_original)[0]
+
+
+def feedback_rows(
+    records: Sequence[tuple[FeedbackRecord, str, str]], masker: PiiMasker
+) -> list[dict[str, Any]]:
+    """Store rows of separate feedback records (with content hash and source); comments masked in a batch."""
+    comments = iter(mask_unique(masker, [r.comment or "" for r, _, _ in records]))
+    rows = []
+    for record, digest, source in records:
+        fb, comment = record.feedback, next(comments)
+        rows.append(
+            {
+                "content_hash": digest,
+                "interaction_id": _clean(record.interaction_id),
+                "timestamp": record.timestamp,
+                "thumbs": fb.thumbs,
+                "rating": fb.rating,
+                "comment": _clean(comment) if fb.comment else None,
+                "satisfied": fb.satisfied,
+                "source": _clean(source),
+                "ingested_at": utcnow(),
+                "applied": False,
+            }
+        )
+    return rows
 
 
 def feedback_row(record: FeedbackRecord, digest: str, source: str, masker: PiiMasker) -> dict[str, Any]:
-    fb = record.feedback
-    return {
-        "content_hash": digest,
-        "interaction_id": _clean(record.interaction_id),
-        "timestamp": record.timestamp,
-        "thumbs": fb.thumbs,
-        "rating": fb.rating,
-        "comment": _clean(masker.mask(fb.comment)) if fb.comment else None,
-        "satisfied": fb.satisfied,
-        "source": _clean(source),
-        "ingested_at": utcnow(),
-        "applied": False,
-    }
+    return feedback_rows([(record, digest, source)], masker)[0]
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What converting a record needs besides the record: picklable, for worker processes."""
+
+    source: str
+    masker: PiiMasker
+    keep_original: bool = False
+    max_query_chars: int = MAX_QUERY_CHARS
+    latency_required: bool = False
+
+
+@dataclass(slots=True)
+class Bad:
+    line: int
+    raw: bytes | dict[str, Any] | None
+    reason: str
+
+
+@dataclass(slots=True)
+class Good:
+    line: int
+    raw: bytes | dict[str, Any]
+    id: str
+    digest: str
+    row: dict[str, Any]
+
+
+@dataclass
+class Converted:
+    """One batch after conversion: interaction rows (in line order), feedback rows, bad records."""
+
+    good: list[Good] = field(default_factory=list)
+    feedback: list[Good] = field(default_factory=list)  # `id` is the interaction's
+    bad: list[Bad] = field(default_factory=list)
+
+
+def _problem(err: Exception) -> str:
+    if isinstance(err, Unparsable):
+        return str(err)
+    if isinstance(err, ValidationError):
+        return _validation_reason(err)
+    if isinstance(err, ValueError):
+        return f"schema: {err}"[:500]
+    return f"could not convert the record: {type(err).__name__}: {err}"[:500]
+
+
+def _validate(
+    obj: dict[str, Any], digest: str, settings: IngestSettings, raw: bytes | dict[str, Any]
+) -> Interaction | FeedbackRecord:
+    kind = record_kind(obj)
+    if kind == "feedback":
+        return FeedbackRecord.model_validate(obj)
+    if kind == "blueprint":
+        record = BlueprintRecord.model_validate(obj).to_interaction(digest)
+    else:
+        record = Interaction.model_validate(obj)
+    if record.latency_ms is None and settings.latency_required:
+        raise ValueError("latency_ms is null, and this store predates optional latency: recreate it")
+    if isinstance(raw, bytes) and len(raw) <= settings.max_query_chars:
+        return record  # no text of a line is longer than the line
+    longest = max(map(len, _user_parts(record.request)), default=0)
+    if longest > settings.max_query_chars:
+        raise ValueError(
+            f"a user message of {longest} characters is over collect.max_query_chars "
+            f"({settings.max_query_chars})"
+        )
+    return record
+
+
+def _each_or_quarantine(build, items: list, bad: list[Bad]) -> list:
+    """`build(items)` as one batch, paired with the items; if the batch fails, item by item, quarantining
+    the items (line, raw, ...) that fail."""
+    try:
+        return list(zip(items, build(items), strict=True))
+    except Exception:
+        built = []
+        for item in items:
+            try:
+                built.append((item, build([item])[0]))
+            except Exception as err:
+                reason = f"could not build the store row: {type(err).__name__}: {err}"
+                bad.append(Bad(item[0], item[1], reason[:500]))
+        return built
+
+
+def convert_batch(items: Sequence[Item], settings: IngestSettings) -> Converted:
+    """Parse, validate, hash, mask and estimate one batch. Never raises for a record: a record that
+    fails at any step is returned as bad, with a reason."""
+    out = Converted()
+    interactions: list[tuple[int, bytes | dict[str, Any], Interaction, str]] = []
+    feedbacks: list[tuple[int, bytes | dict[str, Any], FeedbackRecord, str]] = []
+    for line, raw, error in items:
+        if error is not None:
+            out.bad.append(Bad(line, raw, error))
+            continue
+        try:
+            obj, canonical = (raw, None) if isinstance(raw, dict) else _parse_canonical(raw)
+            digest = hashlib.sha256(canonical or _canonical(obj)).hexdigest()
+            record = _validate(obj, digest, settings, raw)
+        except Exception as err:
+            out.bad.append(Bad(line, raw, _problem(err)))
+            continue
+        if isinstance(record, FeedbackRecord):
+            feedbacks.append((line, raw, record, digest))
+        else:
+            interactions.append((line, raw, record, digest))
+
+    source, masker = settings.source, settings.masker
+    for (line, raw, record, digest), row in _each_or_quarantine(
+        lambda batch: _rows(
+            [(r, d, source) for _, _, r, d in batch],
+            masker,
+            settings.keep_original,
+            False,
+            all(isinstance(raw, bytes) for _, raw, _, _ in batch),
+        ),
+        interactions,
+        out.bad,
+    ):
+        out.good.append(Good(line, raw, record.id, digest, row))
+    for (line, raw, record, digest), row in _each_or_quarantine(
+        lambda batch: feedback_rows([(r, d, source) for _, _, r, d in batch], masker), feedbacks, out.bad
+    ):
+        out.feedback.append(Good(line, raw, record.interaction_id, digest, row))
+    return out
+
+
+# --- the quarantine: masked copy and hash, never the raw text ---------------------------------------------
+
+
+def _raw_bytes(raw: bytes | str | dict[str, Any] | None) -> bytes:
+    if raw is None:
+        return b""
+    if isinstance(raw, bytes):
+        return raw
+    if isinstance(raw, str):
+        return raw.encode("utf-8", errors="surrogatepass")
+    return json.dumps(raw, ensure_ascii=False, default=str).encode("utf-8", errors="surrogatepass")
+
+
+def _masked_or_blank(masker: PiiMasker, texts: list[str], names: bool = True) -> list[str]:
+    """Masked texts; one the masker fails on becomes "" (no copy is better than an unmasked one)."""
+    try:
+        return masker.mask_many(texts, names=names)
+    except Exception:  # one by one, to lose only the text that fails
+        masked = []
+        for text in texts:
+            try:
+                masked.append(masker.mask_many([text], names=names)[0])
+            except Exception:
+                masked.append("")
+        return masked
+
+
+def quarantine_rows(bad: Sequence[Bad], source: str, masker: PiiMasker) -> list[dict[str, Any]]:
+    """Quarantine rows keyed by (resolved file, line, SHA-256 of the raw record): re-ingesting the same
+    file under any path spelling adds none. `raw` holds the start of the record after PII masking."""
+    data = [_raw_bytes(b.raw) for b in bad]
+    heads = [d[: 4 * RAW_MASK_CHARS].decode("utf-8", errors="replace")[:RAW_MASK_CHARS] for d in data]
+    masked = _masked_or_blank(masker, heads)
+    reasons = _masked_or_blank(masker, [b.reason for b in bad], names=False)  # a reason may quote a value
+    reasons = [r or b.reason.split(":")[0] for r, b in zip(reasons, bad, strict=True)]
+    rows = []
+    for b, d, copy, reason in zip(bad, data, masked, reasons, strict=True):
+        digest = hashlib.sha256(d).hexdigest()
+        rows.append(
+            {
+                "content_hash": hashlib.sha256(
+                    f"{source}\0{b.line}\0{digest}".encode("utf-8", errors="surrogatepass")
+                ).hexdigest(),
+                "source": _clean(source),
+                "line": b.line,
+                "reason": _clean(reason),
+                "raw": _clean(copy[:RAW_KEEP_CHARS]),
+                "raw_sha256": digest,
+                "quarantined_at": utcnow(),
+            }
+        )
+    return rows
+
+
+def scrub_legacy_quarantine(store: Store, masker: PiiMasker) -> int:
+    """Quarantine rows written before the store kept masked copies hold raw text: mask them in place."""
+    legacy = store.legacy_quarantine()
+    if not legacy:
+        return 0
+    masked = _masked_or_blank(masker, [raw[:RAW_MASK_CHARS] for _, raw in legacy])
+    store.set_quarantine_copies(
+        [
+            (
+                key,
+                _clean(text[:RAW_KEEP_CHARS]),
+                hashlib.sha256(_raw_bytes(raw)).hexdigest(),
+            )
+            for (key, raw), text in zip(legacy, masked, strict=True)
+        ]
+    )
+    return len(legacy)
+
+
+# --- the run ---------------------------------------------------------------------------------------------
 
 
 def ingest(
@@ -264,13 +646,20 @@ def ingest(
     progress: bool = True,
     masker: PiiMasker | None = None,
     keep_original: bool = False,
+    max_query_chars: int = MAX_QUERY_CHARS,
+    workers: int | None = None,
 ) -> IngestReport:
-    """Ingest log files into the store; re-ingesting the same records adds nothing. `masker` and
-    `keep_original` come from the config's `collect.pii` (see `ingest_with_config`)."""
+    """Ingest log files into the store; re-ingesting the same records adds nothing. `masker`,
+    `keep_original` and `max_query_chars` come from the config's `collect` (see `ingest_with_config`);
+    `workers`: processes that convert and mask (see `worker_count`; 0 or 1: none)."""
     report = IngestReport()
     masker = masker or default_masker()
+    scrub_legacy_quarantine(store, masker)
     for path in log_files(paths):
-        _ingest_file(store, path, report, progress, masker, keep_original)
+        source = _clean(str(path))  # a file name need not be valid UTF-8
+        settings = IngestSettings(source, masker, keep_original, max_query_chars, store.latency_required)
+        _ingest_file(store, path, report, progress, settings, workers)
+        report.files += 1
         report.feedback_joined += store.apply_feedback()
     return report
 
@@ -278,105 +667,198 @@ def ingest(
 def ingest_with_config(
     store: Store, paths: Iterable[str | Path], config, progress: bool = True
 ) -> IngestReport:
-    """`ingest` with PII settings from a `flywheel.config.Config`."""
+    """`ingest` with the PII settings (`collect.pii`) and question limit of a `flywheel.config.Config`."""
     pii = config.collect.pii
-    return ingest(store, paths, progress, PiiMasker.from_config(pii), pii.keep_original)
+    masker = PiiMasker.from_config(pii)
+    return ingest(store, paths, progress, masker, pii.keep_original, config.collect.max_query_chars)
 
 
-class _FileIngest:
-    """The batches of one file: validated records wait here until a flush writes them."""
+def _refused(err: Exception) -> bool:
+    """The store refused a row for its values (a constraint, a type, a driver's own check), not for being
+    unreachable or busy: that row is quarantined; anything else stops the ingest."""
+    if isinstance(err, sa.exc.IntegrityError | sa.exc.DataError):
+        return True
+    return isinstance(err, sa.exc.StatementError) and not isinstance(err, sa.exc.DBAPIError)
 
-    def __init__(
-        self, store: Store, source: str, report: IngestReport, masker: PiiMasker, keep_original: bool
-    ):
-        self.store, self.source, self.report = store, source, report
-        self.masker, self.keep_original = masker, keep_original
-        self.good: list[tuple[Interaction, str, int, str]] = []  # record, digest, line, raw
-        self.feedback: list[dict[str, Any]] = []
-        self.bad: list[dict[str, Any]] = []
-        self.seen_in_batch: dict[str, str] = {}  # id -> content hash, for conflicts inside one batch
 
-    def __len__(self) -> int:
-        return len(self.good) + len(self.feedback) + len(self.bad)
+class _Writer:
+    """Decides duplicates and id conflicts against the store, then writes a converted batch."""
 
-    def quarantine(self, line: int, raw: str, reason: str) -> None:
-        self.report.quarantined += 1
-        raw = _clean(raw)
-        key = hashlib.sha256(f"{self.source}\0{line}\0{raw}".encode()).hexdigest()
-        self.bad.append(
-            {
-                "content_hash": key,
-                "source": _clean(self.source),
-                "line": line,
-                "reason": _clean(reason),
-                "raw": raw[:RAW_KEEP_CHARS],
-                "quarantined_at": utcnow(),
-            }
-        )
+    def __init__(self, store: Store, report: IngestReport, settings: IngestSettings):
+        self.store, self.report, self.settings = store, report, settings
+        self.conflicts: set[str] = (
+            set()
+        )  # digests quarantined as conflicts: the same line again is a duplicate
 
-    def add(self, line: int, raw: str, obj: dict[str, Any]) -> None:
-        digest = hashlib.sha256(_canonical(obj)).hexdigest()  # raises ValueError: quarantined
-        kind = record_kind(obj)
-        if kind == "feedback":
-            record = FeedbackRecord.model_validate(obj)
-            self.feedback.append(feedback_row(record, digest, self.source, self.masker))
-            return
-        if kind == "blueprint":
-            record = BlueprintRecord.model_validate(obj).to_interaction(digest)
-        else:
-            record = Interaction.model_validate(obj)
-        if record.latency_ms is None and self.store.latency_required:
-            raise ValueError("latency_ms is null, and this store predates optional latency: recreate it")
-        earlier = self.seen_in_batch.get(record.id)
-        if earlier == digest:
-            self.report.duplicates += 1
-            return
-        if earlier is not None:
-            self.quarantine(line, raw, f"id {record.id!r} appears earlier with other content")
-            return
-        self.seen_in_batch[record.id] = digest
-        self.good.append((record, digest, line, raw))
-
-    def flush(self) -> None:
-        stored = self.store.hashes_for_ids(record.id for record, *_ in self.good)
+    def write(self, converted: Converted) -> None:
+        report = self.report
+        bad = list(converted.bad)
+        known = self.store.hashes_for_ids(g.id for g in converted.good)  # id -> the content stored under it
         fresh = []
-        for record, digest, line, raw in self.good:
-            known = stored.get(record.id)
-            if known is None:
-                fresh.append((record, digest, self.source))
-            elif known == digest:
-                self.report.duplicates += 1
+        for good in converted.good:
+            stored = known.get(good.id)
+            if stored is None:
+                known[good.id] = good.digest  # the first one in the file wins
+                fresh.append(good)
+            elif stored == good.digest or good.digest in self.conflicts:
+                report.duplicates += 1
             else:
-                self.quarantine(line, raw, f"id {record.id!r} already stored with other content")
-        rows = to_rows(fresh, self.masker, self.keep_original)
-        new_rows, new_feedback = self.store.write_batch(rows, self.bad, self.feedback)
-        self.report.accepted += new_rows + new_feedback
-        self.report.feedback += new_feedback
-        self.report.duplicates += len(rows) - new_rows + len(self.feedback) - new_feedback
-        self.good.clear()
-        self.feedback.clear()
-        self.bad.clear()
-        self.seen_in_batch.clear()
+                self.conflicts.add(good.digest)
+                bad.append(Bad(good.line, good.raw, f"id {good.id!r} already has other content"))
+        try:
+            new_rows, new_feedback = self.store.write_batch(
+                [g.row for g in fresh], self._quarantine(bad), [g.row for g in converted.feedback]
+            )
+        except sa.exc.StatementError as err:
+            if not _refused(err):
+                raise
+            self._row_by_row(fresh, converted.feedback, bad)
+            return
+        report.quarantined += len(bad)
+        report.accepted += new_rows + new_feedback
+        report.feedback += new_feedback
+        report.duplicates += len(fresh) - new_rows + len(converted.feedback) - new_feedback
+        report.tokens_estimated += sum(g.row["tokens_estimated"] for g in fresh)  # near enough on a race
+
+    def _quarantine(self, bad: Sequence[Bad]) -> list[dict[str, Any]]:
+        return quarantine_rows(bad, self.settings.source, self.settings.masker)
+
+    def _row_by_row(self, fresh: list[Good], feedback: list[Good], bad: list[Bad]) -> None:
+        """The store refused the batch: write each row alone, quarantining those it refuses."""
+        report = self.report
+        for i, good in enumerate([*fresh, *feedback]):
+            is_feedback = i >= len(fresh)
+            try:
+                new = self.store.write_batch(*(((), (), [good.row]) if is_feedback else ([good.row],)))
+            except sa.exc.StatementError as err:
+                if not _refused(err):
+                    raise
+                orig = getattr(err, "orig", None) or err
+                bad.append(Bad(good.line, good.raw, f"the store refused the record: {type(orig).__name__}"))
+                continue
+            added = new[1] if is_feedback else new[0]
+            report.accepted += added
+            report.feedback += added if is_feedback else 0
+            report.duplicates += 1 - added
+            if not is_feedback:
+                report.tokens_estimated += good.row["tokens_estimated"] * added
+        self.store.write_batch((), self._quarantine(bad))
+        report.quarantined += len(bad)
+
+
+def _batches(path: Path, report: IngestReport, progress: bool) -> Iterator[list[Item]]:
+    """The file's records in batches of BATCH_SIZE records or BATCH_BYTES bytes, whichever comes first."""
+    batch: list[Item] = []
+    size = 0
+    with tqdm(desc=f"ingest {path.name}", unit=" rec", disable=not progress, mininterval=1.0) as bar:
+        for item in read_items(path):
+            report.read += 1
+            bar.update()
+            batch.append(item)
+            size += len(item[1]) if isinstance(item[1], bytes) else 1000
+            if len(batch) >= BATCH_SIZE or size >= BATCH_BYTES:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+
+def worker_count(path: Path, workers: int | None) -> int:
+    """Worker processes for one file: `workers` if given, else FLYWHEEL_INGEST_WORKERS, else, for a file
+    of PARALLEL_MIN_BYTES or more (starting them costs more than a small file takes), one per core that
+    other processes leave idle (`idle_cores`): on cores busy elsewhere, workers only add contention.
+    0 (convert here) where that is fewer than 2, or where processes cannot be forked."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    if workers is None and os.environ.get("FLYWHEEL_INGEST_WORKERS"):
+        workers = int(os.environ["FLYWHEEL_INGEST_WORKERS"])
+    if workers is None:
+        try:
+            big = path.stat().st_size >= PARALLEL_MIN_BYTES
+        except OSError:  # unreadable: read_items reports it
+            big = False
+        workers = int(idle_cores() + 0.5) if big else 0
+    return workers if workers > 1 else 0
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) CPU time of the machine so far, in ticks (Linux's /proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks[:8])  # idle + iowait; user .. steal (guest time is in user)
+
+
+def idle_cores(sample_s: float = 0.2) -> float:
+    """Cores of this process's share that are idle now, measured over `sample_s` (this process sleeps
+    meanwhile). Not the load average: its minute of history counts this process's own past work (model
+    loading, the previous file) as other load and kept a quiet 2-core machine to one core. Where
+    /proc/stat is missing, the 1-minute load average less this process."""
+    cores = _usable_cores()
+    try:
+        idle_before, total_before = _cpu_times()
+        time.sleep(sample_s)
+        idle_after, total_after = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return max(0.0, cores - max(0.0, os.getloadavg()[0] - 1))
+    share = (idle_after - idle_before) / max(1, total_after - total_before)
+    return min(float(cores), share * (os.cpu_count() or cores))
+
+
+_WORKER_SETTINGS: IngestSettings | None = None  # set in each worker process, inherited through fork
+
+
+def _start_worker(settings: IngestSettings) -> None:
+    global _WORKER_SETTINGS
+    _WORKER_SETTINGS = settings
+    settings.masker.mask("Warm up with Dana Smith")  # loads what the masker loads lazily, once per worker
+
+
+def _convert_in_worker(batch: list[Item]) -> Converted:
+    assert _WORKER_SETTINGS is not None
+    return convert_batch(batch, _WORKER_SETTINGS)
+
+
+def _converted(batches: Iterator[list[Item]], settings: IngestSettings, workers: int) -> Iterator[Converted]:
+    """Converted batches, in file order. With workers, converting runs in that many processes while this
+    one reads and writes; at most `workers + 1` batches are in flight, so memory stays flat."""
+    if workers == 0:
+        for batch in batches:
+            yield convert_batch(batch, settings)
+        return
+    # fork: the workers inherit the settings and the loaded NER model (nothing to pickle or load again),
+    # and need no importable __main__ (spawn would re-run an unguarded calling script).
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, context, _start_worker, (settings,)) as pool:
+        pending: deque[tuple[list[Item], Future]] = deque()
+        for batch in batches:
+            pending.append((batch, pool.submit(_convert_in_worker, batch)))
+            if len(pending) > workers:
+                yield _result(*pending.popleft(), settings)
+        while pending:
+            yield _result(*pending.popleft(), settings)
+
+
+def _result(batch: list[Item], future: Future, settings: IngestSettings) -> Converted:
+    try:
+        return future.result()
+    except Exception:  # a worker died (killed for memory?) or failed: this batch is converted here
+        return convert_batch(batch, settings)
 
 
 def _ingest_file(
-    store: Store, path: Path, report: IngestReport, progress: bool, masker: PiiMasker, keep_original: bool
+    store: Store,
+    path: Path,
+    report: IngestReport,
+    progress: bool,
+    settings: IngestSettings,
+    workers: int | None = None,
 ) -> None:
-    batch = _FileIngest(store, str(path), report, masker, keep_original)
-    with tqdm(desc=f"ingest {path.name}", unit=" rec", disable=not progress, mininterval=1.0) as bar:
-        for line, raw, obj, error in _records(path):
-            report.read += 1
-            bar.update()
-            if error:
-                batch.quarantine(line, raw or "", error)
-                continue
-            raw_text = raw if raw is not None else json.dumps(obj, default=str)
-            try:
-                batch.add(line, raw_text, obj)
-            except ValidationError as err:
-                batch.quarantine(line, raw_text, _validation_reason(err))
-            except (ValueError, TypeError, RecursionError) as err:
-                batch.quarantine(line, raw_text, f"schema: {err}"[:500])
-            if len(batch) >= BATCH_SIZE:
-                batch.flush()
-        batch.flush()
+    writer = _Writer(store, report, settings)
+    workers = worker_count(path, workers)
+    report.workers = max(report.workers, workers)
+    for converted in _converted(_batches(path, report, progress), settings, workers):
+        writer.write(converted)

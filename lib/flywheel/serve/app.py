@@ -3,49 +3,72 @@
     GET  /v1/models              the router in force (an empty list when there is none)
     POST /v1/chat/completions    route the last user message; the assistant message is the expert's name
     POST /v1/feedback            {interaction_id, thumbs | rating, comment} for an earlier answer
-    GET  /health                 liveness and the router in force
+    GET  /health                 liveness, the router in force and the log writer's counts (no key needed)
 
-Every answered question is logged to the store as an interaction in the documented log schema, with the
-measured latency; the interaction id is the completion id (`completion.id`, also the `X-Interaction-Id`
-header), which is what feedback refers to. Errors come back in OpenAI's shape
-(`{"error": {"message", "type", "param", "code"}}`): 400 unreadable JSON, 404 unknown interaction or path,
-413 body over the limit, 422 a request that does not fit the schema, 503 no router. The request's `model`
-is recorded as sent; any value is accepted and the response names the model that actually routed.
+Every answered question is logged to the store exactly once, as an interaction in the documented log schema
+with the measured routing latency, PII-masked with the config's `collect.pii` masker; the interaction id is
+the completion id (`completion.id`, also the `X-Interaction-Id` header), which is what feedback refers to.
+The answer goes out only after its record is committed (`records.InteractionLog`): a request the store
+cannot take in time is refused with 503, never answered unlogged. Questions arriving together are routed in
+one `predict` call.
+
+With an API key (`create_app(api_key=...)`, from the environment variable named by `serve.api_key_env`),
+every /v1 route needs `Authorization: Bearer <key>`, as OpenAI clients send it; `flywheel serve` refuses to
+bind beyond the loopback interface without one.
+
+Errors come back in OpenAI's shape (`{"error": {"message", "type", "param", "code"}}`) and never carry
+internals (SQL, tracebacks, paths; a 500 gives a reference to the service log): 400 a body that is not
+valid JSON or holds text no store can keep as sent (a lone surrogate or NUL anywhere, including the
+feedback comment), nested too deep, duplicate keys, NaN/Infinity; 401 a missing or wrong key; 404 unknown
+interaction or path; 413 body over the limit; 415 a body declared as something other than JSON; 422 a
+request that does not fit the schema; 503 no router, or the log cannot take the request. The request's
+`model` is recorded as sent; any value is accepted and the response names the model that actually routed.
 """
 
-from __future__ import annotations
-
+import asyncio
+import contextlib
+import hmac
+import ipaddress
 import json
 import logging
+import socket
 import time
+import uuid
+from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from flywheel.config import PiiConfig
 from flywheel.schema import Feedback
 from flywheel.serve.records import (
     UNROUTABLE,
+    InteractionLog,
+    LogUnavailable,
+    RecordRejected,
     chat_completion,
     count_tokens,
     interaction_record,
     message_text,
     new_completion_id,
     pseudonym,
-    record_feedback,
-    store_interaction,
+    unstorable,
     usage,
 )
-from flywheel.serve.routing import NoRouterAvailable, RouterProvider
+from flywheel.serve.routing import ActiveRouter, NoRouterAvailable, RouterProvider
 from flywheel.store import Store
 
 log = logging.getLogger("flywheel.serve")
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 64  # an OpenAI request with tools is ~10 deep; deeper bodies are refused before any work
 SESSION_HEADER = "x-flywheel-session"
+DEFAULT_API_KEY_ENV = "FLYWHEEL_SERVE_API_KEY"
 
 
 class ApiError(Exception):
@@ -54,7 +77,13 @@ class ApiError(Exception):
         self.status, self.message, self.code, self.param = status, message, code, param
 
 
+class UnsafeBind(RuntimeError):
+    """Serving beyond the loopback interface without an API key."""
+
+
 def _error_type(status: int) -> str:
+    if status == 401:
+        return "invalid_request_error"  # what OpenAI answers for a bad key
     if status == 404:
         return "not_found_error"
     if status == 503:
@@ -64,9 +93,80 @@ def _error_type(status: int) -> str:
     return "invalid_request_error"
 
 
+def error_body(status: int, message: str, code: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": _error_type(status), "param": param, "code": code}}
+
+
 def error_response(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": _error_type(status), "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(error_body(status, message, code, param), status_code=status)
+
+
+# --- who may bind where ------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` exposes the service to this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def check_exposure(host: str, api_key: str | None, key_env: str = DEFAULT_API_KEY_ENV) -> None:
+    """Refuse to serve beyond localhost without an API key."""
+    if not api_key and not is_loopback(host):
+        raise UnsafeBind(
+            f"refusing to serve on {host!r} without an API key: anyone who reaches it could route and post "
+            f"feedback. Set {key_env} (clients send it as `Authorization: Bearer <key>`, e.g. "
+            "OpenAI(api_key=...)), or bind to 127.0.0.1."
+        )
+
+
+class _Guard:
+    """Pure ASGI middleware: the API key on /v1 routes, and a 500 without internals for anything
+    unexpected (the traceback goes to the service log under a reference id)."""
+
+    def __init__(self, app: Any, api_key: str | None):
+        self.app = app
+        self.key = api_key.encode("utf-8") if api_key else None
+
+    def _authorized(self, scope: dict[str, Any]) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)
+        return False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if self.key is not None and scope["path"].startswith("/v1") and not self._authorized(scope):
+            body = error_body(
+                401,
+                "missing or incorrect API key: send it as `Authorization: Bearer <key>`",
+                "invalid_api_key",
+            )
+            response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            return await response(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            reference = uuid.uuid4().hex[:12]
+            log.exception("unexpected error in the router service (reference %s)", reference)
+            message = f"internal error (reference {reference}; the details are in the service log)"
+            # the response had started already: the server closes the connection instead
+            with contextlib.suppress(RuntimeError):
+                await error_response(500, message, "internal_error")(scope, receive, send)
+
+
+# --- request bodies ------------------------------------------------------------------------------
 
 
 class ChatMessage(BaseModel):
@@ -89,7 +189,7 @@ class ChatRequest(BaseModel):
     user: str | None = Field(default=None, max_length=200)
 
     @model_validator(mode="after")
-    def _has_a_question(self) -> ChatRequest:
+    def _has_a_question(self) -> "ChatRequest":
         users = [m for m in self.messages if m.role == "user"]
         if not users:
             raise ValueError("messages has no user message to route")
@@ -121,8 +221,62 @@ def _validation_message(err: ValidationError) -> tuple[str, str | None]:
     return "invalid request: " + "; ".join(parts), first
 
 
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _check_body(data: Any) -> None:
+    """Refuse bodies nested too deep and text no store can hold as sent, anywhere in the body (the whole
+    request is logged). Iterative: a deep body cannot exhaust the stack here."""
+    stack: list[tuple[Any, int, tuple]] = [(data, 1, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels", "too_deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, path)
+                stack.append((item, depth + 1, (*path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1, (*path, i)) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, path)
+
+
+def _check_text(text: str, path: tuple) -> None:
+    problem = unstorable(text)
+    if problem:
+        where = ".".join(map(str, path)) or None
+        raise ApiError(400, f"{where or 'the body'}: text {problem}", "invalid_text", where)
+
+
 async def _read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object, read at most `limit` bytes far."""
+    """The request body as a checked JSON object, read at most `limit` bytes far."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None:
+        media, _, params = content_type.partition(";")
+        media = media.strip().lower()
+        charset = params.partition("charset=")[2].strip().strip('"').lower()
+        if not (media == "application/json" or media.endswith("+json")) or charset not in ("", "utf-8"):
+            raise ApiError(
+                415, f"request body must be JSON in UTF-8, not {content_type[:100]}", "bad_media_type"
+            )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request body of {declared} bytes is over the {limit}-byte limit", "too_large")
@@ -132,13 +286,25 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
         if len(body) > limit:
             raise ApiError(413, f"request body is over the {limit}-byte limit", "too_large")
     try:
-        data = json.loads(bytes(body).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        data = json.loads(
+            bytes(body).decode("utf-8-sig"),
+            object_pairs_hook=_object_without_duplicates,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+        )
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply", "too_deep") from None
+    except UnicodeDecodeError as err:
+        raise ApiError(400, f"request body is not valid UTF-8: {err.reason}", "invalid_json") from None
+    except json.JSONDecodeError as err:
         raise ApiError(400, f"request body is not valid JSON: {err}", "invalid_json") from None
+    except ValueError as err:  # duplicate keys, NaN, numbers out of range or with too many digits
+        raise ApiError(400, f"request body is not valid JSON: {str(err)[:200]}", "invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(
             422, f"request body must be a JSON object, got {type(data).__name__}", "invalid_request"
         )
+    _check_body(data)
     return data
 
 
@@ -150,15 +316,106 @@ def _parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
         raise ApiError(422, message, "invalid_request", param) from None
 
 
+def _no_router(err: NoRouterAvailable) -> ApiError:
+    if err.__cause__ is not None:  # a model that does not load: its path and error go to the log only
+        log.error("router unavailable: %s", err)
+        return ApiError(503, "the router model cannot be loaded; see the service log", "no_router")
+    return ApiError(503, str(err), "no_router")
+
+
+async def _logged(written: Awaitable[Any]) -> Any:
+    """Wait until the writer committed a record (or refused it)."""
+    try:
+        return await written
+    except RecordRejected as err:
+        raise ApiError(422, f"the request cannot be logged: {err}", "invalid_request") from None
+    except LogUnavailable:
+        raise ApiError(
+            503, "the request could not be logged, so it was not answered; retry later", "log_unavailable"
+        ) from None
+
+
+class _RouteBatcher:
+    """Routes the questions waiting at the same moment in one `predict` call: a router decides a batch of
+    32 in about the time it takes for one. The router in force is looked up once per batch, so a promotion
+    takes effect with the next batch. Batches run on one thread of their own, so that a slow router (a
+    causal LM, the production endpoint over HTTP) never stalls the event loop."""
+
+    def __init__(self, provider: RouterProvider):
+        self.provider = provider
+        self.pending: list[tuple[str, asyncio.Future]] = []
+        self.draining = False
+        self.drain_task: asyncio.Task | None = None
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="flywheel-route")
+        self.counts = {"batches": 0, "questions": 0}
+
+    async def route(self, question: str) -> tuple[ActiveRouter, str]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.pending.append((question, future))
+        if not self.draining:
+            self.draining = True
+            self.drain_task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.pending:
+                await asyncio.sleep(0)  # let the requests read in this turn of the loop join the batch
+                batch, self.pending = self.pending, []
+                self.counts["batches"] += 1
+                self.counts["questions"] += len(batch)
+                try:
+                    questions = [q for q, _ in batch]
+                    active, experts = await loop.run_in_executor(self.executor, self._predict, questions)
+                except Exception as err:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(err)
+                    continue
+                for (_, future), expert in zip(batch, experts, strict=True):
+                    if not future.done():
+                        future.set_result((active, expert or UNROUTABLE))
+        finally:
+            self.draining = False
+
+    def _predict(self, questions: list[str]) -> tuple[ActiveRouter, list[str | None]]:
+        active = self.provider.get()
+        return active, list(active.router.predict(questions))
+
+
 def create_app(
     store: Store,
     provider: RouterProvider,
     *,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     source: str = "serve",
+    pii: PiiConfig | None = None,
+    api_key: str | None = None,
 ) -> FastAPI:
-    """The service over a store and a router provider; `source` tags the logged interactions."""
-    app = FastAPI(title="flywheel router", description="OpenAI-compatible expert router", docs_url=None)
+    """The service over a store and a router provider. `source` tags the logged interactions; `pii` is the
+    config's `collect.pii` (default settings when None); with `api_key`, /v1 routes need it."""
+    interaction_log = InteractionLog(store, pii, source=source)
+    batcher = _RouteBatcher(provider)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        interaction_log.close()  # commit what is queued before the process ends
+        batcher.executor.shutdown(wait=False)
+
+    app = FastAPI(
+        title="flywheel router",
+        description="OpenAI-compatible expert router",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.api_key_required = bool(api_key)
+    app.state.interaction_log = interaction_log
+    app.add_middleware(_Guard, api_key=api_key)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, err: ApiError) -> JSONResponse:
@@ -169,27 +426,15 @@ def create_app(
         message = f"{err.detail}: {request.method} {request.url.path}"
         return error_response(err.status_code, message, "http_error")
 
-    @app.middleware("http")
-    async def _never_crash(request: Request, call_next: Any) -> Any:
-        """Anything unexpected becomes a 500 in OpenAI's shape; the service keeps serving."""
-        try:
-            return await call_next(request)
-        except Exception as err:
-            log.exception("unexpected error in the router service")
-            return error_response(500, f"internal error: {type(err).__name__}: {err}", "internal_error")
-
     @app.get("/health")
     def health() -> dict[str, Any]:
+        counts = {"log": dict(interaction_log.counts), "routing": dict(batcher.counts)}
         try:
             active = provider.get()
         except NoRouterAvailable as err:
-            return {"status": "no_router", "detail": str(err)}
-        return {
-            "status": "ok",
-            "model": active.name,
-            "origin": active.origin,
-            "artifact": active.artifact_path,
-        }
+            detail = _no_router(err).message
+            return {"status": "no_router", "detail": detail, **counts}
+        return {"status": "ok", "model": active.name, "origin": active.origin, **counts}
 
     @app.get("/v1/models")
     def list_models() -> dict[str, Any]:
@@ -200,40 +445,31 @@ def create_app(
         model = {"id": active.name, "object": "model", "created": 0, "owned_by": f"flywheel-{active.origin}"}
         return {"object": "list", "data": [model]}
 
-    @app.post("/v1/chat/completions")
+    # The two POST routes read their bodies themselves: plain Starlette routes skip FastAPI's
+    # dependency solving on every request.
     async def chat_completions(request: Request) -> Any:
         started = time.perf_counter()
         data = await _read_json(request, max_request_bytes)
         chat = _parse(ChatRequest, data)
-        session_header = request.headers.get(SESSION_HEADER)
-        answer = await run_in_threadpool(_answer, chat, data, session_header, started)
-        headers = {"X-Interaction-Id": answer["id"]}
-        if not chat.stream:
-            return JSONResponse(answer, headers=headers)
-        include_usage = bool((chat.stream_options or {}).get("include_usage"))
-        return StreamingResponse(_sse(answer, include_usage), media_type="text/event-stream", headers=headers)
-
-    def _answer(
-        chat: ChatRequest, data: dict[str, Any], session_header: str | None, started: float
-    ) -> dict[str, Any]:
+        if interaction_log.full():
+            raise ApiError(503, "the service is overloaded; retry later", "overloaded")
         try:
-            active = provider.get()
+            active, expert = await batcher.route(chat.question)
         except NoRouterAvailable as err:
-            raise ApiError(503, str(err), "no_router") from None
-        question = chat.question
-        expert = active.route(question) or UNROUTABLE
+            raise _no_router(err) from None
         completion_id = new_completion_id()
         prompt_tokens = sum(count_tokens(message_text(m.content)) for m in chat.messages)
-        response = chat_completion(completion_id, active.name, expert, prompt_tokens)
+        answer = chat_completion(completion_id, active.name, expert, prompt_tokens)
         latency_ms = 1000 * (time.perf_counter() - started)
         request_logged = dict(data)  # as sent
+        session_header = request.headers.get(SESSION_HEADER)
         user_id = pseudonym(chat.user, "u") if chat.user else "anonymous"
         if chat.user:
             request_logged["user"] = user_id  # raw end-user ids never reach the store
         record = interaction_record(
             interaction_id=completion_id,
             request=request_logged,
-            response=response,
+            response=answer,
             routed_expert=expert,
             model=active.name,
             latency_ms=latency_ms,
@@ -241,13 +477,13 @@ def create_app(
             user_id=user_id,
             session_id=pseudonym(session_header, "s") if session_header else f"s-{completion_id}",
         )
-        try:
-            store_interaction(store, record, source)
-        except Exception:  # the answer still goes out; a store outage must not take routing down
-            log.exception("could not log interaction %s to the store", completion_id)
-        return response
+        await _logged(interaction_log.log_interaction(record))
+        headers = {"X-Interaction-Id": completion_id}
+        if not chat.stream:
+            return JSONResponse(answer, headers=headers)
+        include_usage = bool((chat.stream_options or {}).get("include_usage"))
+        return StreamingResponse(_sse(answer, include_usage), media_type="text/event-stream", headers=headers)
 
-    @app.post("/v1/feedback")
     async def feedback(request: Request) -> JSONResponse:
         body = _parse(FeedbackRequest, await _read_json(request, max_request_bytes))
         try:
@@ -255,7 +491,9 @@ def create_app(
         except ValidationError as err:
             message, param = _validation_message(err)
             raise ApiError(422, message, "invalid_request", param) from None
-        found = await run_in_threadpool(record_feedback, store, body.interaction_id, signal)
+        if interaction_log.full():
+            raise ApiError(503, "the service is overloaded; retry later", "overloaded")
+        found = await _logged(interaction_log.log_feedback(body.interaction_id, signal))
         if not found:
             raise ApiError(404, f"no interaction with id {body.interaction_id!r}", "unknown_interaction")
         return JSONResponse(
@@ -267,6 +505,8 @@ def create_app(
             }
         )
 
+    app.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.add_route("/v1/feedback", feedback, methods=["POST"])
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -41,22 +42,36 @@ def serve(
     /v1/feedback); every interaction is logged to the store."""
     import uvicorn
 
-    from flywheel.serve.app import create_app
+    from flywheel.serve.app import UnsafeBind, check_exposure, create_app
     from flywheel.serve.records import warm_up
-    from flywheel.serve.routing import NoRouterAvailable, RouterProvider, configured_default_model
+    from flywheel.serve.routing import NoRouterAvailable, provider_for
 
     cfg, handle, registry = _registry(config, store, runs_dir)
-    provider = RouterProvider(registry, default_model or configured_default_model(cfg))
-    app = create_app(handle, provider, max_request_bytes=cfg.serve.max_request_bytes)
+    provider = provider_for(cfg, registry, default_model)
     host, port = host or cfg.serve.host, cfg.serve.port if port is None else port
+    api_key = os.environ.get(cfg.serve.api_key_env) or None
+    try:
+        check_exposure(host, api_key, cfg.serve.api_key_env)
+    except UnsafeBind as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    app = create_app(
+        handle,
+        provider,
+        max_request_bytes=cfg.serve.max_request_bytes,
+        pii=cfg.collect.pii,
+        api_key=api_key,
+    )
     typer.echo("loading the router and the PII masker ...", err=True)
     try:
         provider.get()
     except NoRouterAvailable as err:  # the service still starts; requests get 503 until one is promoted
         typer.echo(f"warning: {err}", err=True)
-    warm_up()
-    typer.echo(f"flywheel router on http://{host}:{port}/v1 · store {handle}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    warm_up(cfg.collect.pii)
+    key_note = f"API key from {cfg.serve.api_key_env}" if api_key else "no API key (loopback only)"
+    typer.echo(f"flywheel router on http://{host}:{port}/v1 · {key_note} · store {handle}", err=True)
+    # no access log: every request is in the store already, and a log line each costs ~5% of the CPU
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 
 
 def promote(
@@ -64,28 +79,48 @@ def promote(
     reason: Annotated[str | None, typer.Option(help="why (required to promote)")] = None,
     metrics: Annotated[str | None, typer.Option(help="metrics as a JSON object")] = None,
     cycle_id: Annotated[str | None, typer.Option(help="the cycle that produced the artifact")] = None,
-    rollback: Annotated[bool, typer.Option("--rollback", help="restore the previous promotion")] = False,
-    show: Annotated[bool, typer.Option("--show", help="print the current promotion and history")] = False,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="restore the previous promotion, or the production model")
+    ] = False,
+    to_production: Annotated[
+        bool, typer.Option("--to-production", help="with --rollback: undo every promotion at once")
+    ] = False,
+    show: Annotated[bool, typer.Option("--show", help="print who serves and the history")] = False,
     config: ConfigOption = DEFAULT_CONFIG,
     store: StoreOption = None,
     runs_dir: RunsOption = Path("runs"),
 ) -> None:
-    """Promote a trained candidate, roll back to the previous one, or show the registry (JSON)."""
+    """Promote a trained candidate, roll back to the previous one (from the first promotion: to the
+    production model), or show the registry (JSON on stdout; who is serving also on stderr)."""
     from flywheel.registry import RegistryError
 
     chosen = sum([artifact is not None, rollback, show])
     if chosen != 1:
         typer.echo("give exactly one of: ARTIFACT (to promote), --rollback, --show", err=True)
         raise typer.Exit(2)
+    if to_production and not rollback:
+        typer.echo("--to-production goes with --rollback", err=True)
+        raise typer.Exit(2)
     _, _, registry = _registry(config, store, runs_dir)
     try:
         if show:
-            typer.echo(json.dumps(registry.snapshot(), indent=2))
+            snapshot = registry.snapshot()
+            typer.echo(json.dumps(snapshot, indent=2))
+            typer.echo(snapshot["serving"]["message"], err=True)
         elif rollback:
-            undone = registry.current()
-            restored = registry.rollback(reason or "manual rollback (flywheel promote --rollback)")
-            summary = {"rolled_back": undone.model_name if undone else None, "current": restored.as_dict()}
+            event = registry.rollback(
+                reason or "manual rollback (flywheel promote --rollback)", to_production=to_production
+            )
+            snapshot = registry.snapshot()
+            undone = next(e for e in snapshot["history"] if e["seq"] == event.undoes_seq)
+            summary = {
+                "rolled_back": undone["model_name"],
+                "event": event.as_dict(),
+                "serving": snapshot["serving"],
+                "current": snapshot["current"],
+            }
             typer.echo(json.dumps(summary))
+            typer.echo(snapshot["serving"]["message"], err=True)
         else:
             if not reason:
                 typer.echo("promoting needs --reason", err=True)
@@ -95,7 +130,7 @@ def promote(
                 raise ValueError("--metrics must be a JSON object")
             entry = registry.promote(artifact, reason=reason, metrics=parsed, cycle_id=cycle_id)
             typer.echo(json.dumps({"current": entry.as_dict()}))
-    except (RegistryError, FileNotFoundError, ValueError) as err:
+    except (RegistryError, OSError, ValueError) as err:  # OSError: no candidate.json, export unwritable
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
 

@@ -1,4 +1,6 @@
-"""Which router answers: the registry's current promotion, else the configured default model."""
+"""Which router answers: the registry's current promotion; while the production model serves, the
+configured default model (until a first promotion) or the production endpoint (`serve.production_endpoint`),
+else none: the service answers 503 and the feedback form says why."""
 
 from __future__ import annotations
 
@@ -6,20 +8,24 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.config import REPO_ROOT, Config
-from flywheel.models import Router, load_router
-from flywheel.registry import Registry
+from flywheel.config import REPO_ROOT, Config, EndpointConfig
+from flywheel.models import EndpointRouter, Router, load_router
+from flywheel.registry import PRODUCTION, Registry
 
 
 class NoRouterAvailable(RuntimeError):
     """Nothing is promoted and no default model is configured (or it cannot be loaded)."""
 
 
+class ProductionServing(NoRouterAvailable):
+    """A rollback put the production model back in service and no production endpoint is configured."""
+
+
 @dataclass(frozen=True)
 class ActiveRouter:
     name: str
     artifact_path: str
-    origin: str  # "promoted" or "default"
+    origin: str  # "promoted", "default" or "production"
     router: Router
 
     def route(self, text: str) -> str | None:
@@ -35,25 +41,58 @@ def configured_default_model(config: Config) -> Path | None:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def provider_for(
+    config: Config, registry: Registry | None, default_model: str | Path | None = None
+) -> RouterProvider:
+    """The provider the service and the feedback form use, from a config's `serve:` and expert catalog."""
+    return RouterProvider(
+        registry,
+        default_model or configured_default_model(config),
+        production_endpoint=config.serve.production_endpoint,
+        experts=config.experts,
+    )
+
+
 class RouterProvider:
     """Resolve the router in force on every call, loading a model only when it changes.
 
-    A promotion or rollback in the registry takes effect on the next request, without a restart.
+    A promotion or rollback in the registry takes effect on the next request, without a restart. After a
+    rollback to the production model the default model is not used (it was never promoted): the production
+    endpoint routes when one is configured, else requests get ProductionServing (503).
     """
 
-    def __init__(self, registry: Registry | None = None, default_model: str | Path | None = None):
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        default_model: str | Path | None = None,
+        production_endpoint: EndpointConfig | None = None,
+        experts: dict[str, str] | None = None,
+    ):
+        if production_endpoint is not None and not experts:
+            raise ValueError("routing through the production endpoint needs the expert catalog")
         self.registry = registry
         self.default_model = Path(default_model).expanduser().resolve() if default_model else None
+        self.production_endpoint = production_endpoint
+        self.experts = experts or {}
         self._lock = threading.Lock()
         self._loaded: ActiveRouter | None = None
 
-    def resolve(self) -> tuple[str, Path, str | None]:
-        """(origin, artifact folder, promoted name or None) of the router in force."""
-        entry = self.registry.current() if self.registry is not None else None
-        if entry is not None:
-            return "promoted", Path(entry.artifact_path), entry.model_name
-        if self.default_model is not None:
-            return "default", self.default_model, None
+    def resolve(self) -> tuple[str, str, str | None]:
+        """(origin, artifact folder or production endpoint URL, name or None) of the router in force."""
+        state = self.registry.state() if self.registry is not None else None
+        if state is not None and state.current is not None:
+            return "promoted", state.current.artifact_path, state.current.model_name
+        rolled_back = state is not None and state.rolled_back_to_production
+        if self.default_model is not None and not rolled_back:
+            return "default", str(self.default_model), None
+        if self.production_endpoint is not None:
+            return PRODUCTION, self.production_endpoint.base_url, self.production_endpoint.model
+        if rolled_back:
+            raise ProductionServing(
+                "the production model is serving (promotions were rolled back); this service has no small "
+                "router: send requests to the production model, set serve.production_endpoint to route "
+                "through it here, or promote a candidate (`flywheel promote PATH --reason ...`)"
+            )
         raise NoRouterAvailable(
             "no router model available: nothing is promoted in the registry and serve.default_model is "
             "not set; run a cycle (`flywheel cycle`) and promote a candidate (`flywheel promote PATH "
@@ -63,17 +102,26 @@ class RouterProvider:
     def get(self) -> ActiveRouter:
         origin, folder, name = self.resolve()
         loaded = self._loaded
-        if loaded is not None and loaded.artifact_path == str(folder) and loaded.origin == origin:
+        if loaded is not None and loaded.artifact_path == folder and loaded.origin == origin:
             return loaded
         with self._lock:
             loaded = self._loaded
-            if loaded is None or loaded.artifact_path != str(folder) or loaded.origin != origin:
+            if loaded is None or loaded.artifact_path != folder or loaded.origin != origin:
                 try:
-                    router = load_router(folder)
+                    router = self._load(origin, folder)
                 except (FileNotFoundError, OSError, ValueError, KeyError) as err:
                     raise NoRouterAvailable(
                         f"the {origin} router at {folder} cannot be loaded: {err}"
                     ) from err
-                loaded = ActiveRouter(name or router.name, str(folder), origin, router)
+                loaded = ActiveRouter(name or router.name, folder, origin, router)
                 self._loaded = loaded
         return loaded
+
+    def _load(self, origin: str, where: str) -> Router:
+        if origin != PRODUCTION:
+            return load_router(where)
+        endpoint = self.production_endpoint
+        try:
+            return EndpointRouter(endpoint.model, endpoint.model_dump(), self.experts)
+        except RuntimeError as err:  # its API key variable is unset
+            raise ValueError(str(err)) from None

@@ -76,7 +76,11 @@ class _ThreadedServer:
 
 @contextmanager
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, timeout: float = 30) -> Iterator[str]:
-    """Serve `app` with uvicorn in a daemon thread (port 0: a free one); yields the `/v1` base URL."""
+    """Serve `app` with uvicorn in a daemon thread (port 0: a free one); yields the `/v1` base URL.
+    Like `flywheel serve`, refuses a non-loopback host unless the app requires an API key."""
+    from flywheel.serve.app import check_exposure
+
+    check_exposure(host, "set" if getattr(app.state, "api_key_required", False) else None)
     server = _ThreadedServer(app, host, port)
     bound = server.start(timeout)
     try:

@@ -9,9 +9,13 @@
 * Redis for background jobs: Debian's `redis-server` on a private unix socket plus one rq worker when present,
   otherwise an in-process fakeredis (with a warning: background jobs then never run);
 * bound to 127.0.0.1; an owner user with a generated password and API key, kept in `credentials.json`
-  (mode 0600) in the state folder (`~/.cache/flywheel/argilla`, or `FLYWHEEL_ARGILLA_HOME`).
+  in the state folder (`~/.cache/flywheel/argilla`, or `FLYWHEEL_ARGILLA_HOME`).
 
-`down` stops only the processes `up` started (their pid files, checked against their command lines).
+The state folder is owner-only: 0700 folders, 0600 files (its database holds the owner's API key verbatim);
+the processes run with umask 077, so files they create later are owner-only too, and `up` repairs an older
+home's modes. `down` stops only the processes `up` started (their pid files, checked against the process's
+start time and command line). When the server dies, the redis-server and worker it leaves behind are
+orphans: `status` names them and says how to stop them; `up` and `down` stop them.
 Teams with their own Argilla set the URL and API key environment variables named in the config
 (`review.argilla_url_env`, `review.argilla_api_key_env`) and none of this runs; the SDK code is the same.
 """
@@ -19,7 +23,6 @@ Teams with their own Argilla set the URL and API key environment variables named
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -36,6 +39,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "argilla_requirements.txt"
@@ -47,6 +51,8 @@ HOST = "127.0.0.1"
 OWNER = "flywheel"
 WORKSPACE = "flywheel"
 COMPONENTS = ("worker", "server", "redis")  # stop order
+HELPERS = ("worker", "redis")  # useless without the server: orphans when it has died
+PRIVATE_UMASK = 0o077  # for every process we spawn: what they create is owner-only
 
 
 class ArgillaServerError(RuntimeError):
@@ -125,21 +131,46 @@ def _run(cmd: list[str], what: str) -> None:
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    from filelock import FileLock
+
+    with FileLock(path, mode=0o600):
+        yield
 
 
-# --- credentials and state ------------------------------------------------------------------------
+# --- credentials and state (owner-only) -----------------------------------------------------------
+def _ensure_private_home() -> Path:
+    """Create the state folder owner-only, and make an existing one (and all in it) owner-only."""
+    home = state_dir()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private(home)
+    return home
+
+
+def make_private(root: Path) -> None:
+    """0700 for folders, 0600 for everything else under `root` (symlinks are left alone)."""
+    for folder, _, files in os.walk(root):
+        with contextlib.suppress(FileNotFoundError):  # a file may vanish while we walk (journals)
+            os.chmod(folder, 0o700)
+        for name in files:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(FileNotFoundError):
+                if not os.path.islink(path):
+                    os.chmod(path, 0o600)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode on open: fix it
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def _credentials() -> dict:
     """The owner's credentials: generated on first use, kept in a 0600 file, never printed."""
     path = credentials_path()
     if path.is_file():
         return json.loads(path.read_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _ensure_private_home()
     creds = {
         "username": OWNER,
         "password": secrets.token_urlsafe(18),
@@ -164,7 +195,7 @@ def _read_state() -> dict:
 
 def _write_state(state: dict) -> None:
     tmp = _state_file().with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
+    _write_private(tmp, json.dumps(state, indent=2))
     tmp.replace(_state_file())
 
 
@@ -172,39 +203,59 @@ def _pid_file(component: str) -> Path:
     return state_dir() / f"{component}.pid"
 
 
-def _our_pid(component: str) -> int | None:
-    """The pid in a component's pid file, if that process is alive and is the one we started."""
+def _our_process(component: str) -> Any | None:
+    """The process in a component's pid file, if it is alive and is the one we started (same start time,
+    and our marker in its command line: a recycled pid is someone else's)."""
+    import psutil
+
     path = _pid_file(component)
-    if not path.is_file():
-        return None
     try:
-        pid = int(path.read_text().strip())
+        fields = path.read_text().split()
+        process = psutil.Process(int(fields[0]))
+        if len(fields) > 1 and abs(process.create_time() - float(fields[1])) > 1.0:
+            return None
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        cmdline = " ".join(process.cmdline())
         for _ in range(20):  # empty for a moment while a process rewrites its title (redis-server does)
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             if cmdline.strip():
                 break
             time.sleep(0.05)
-    except (ValueError, OSError):
+            cmdline = " ".join(process.cmdline())
+    except (OSError, ValueError, IndexError, psutil.Error):
         return None
     marker = str(state_dir()) if component == "redis" else str(PLUGIN)
-    if marker not in cmdline:
-        return None  # the pid was recycled by another process: not ours
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":  # a zombie is not running
-            return None
-    return pid
+    return process if marker in cmdline else None
+
+
+def _our_pid(component: str) -> int | None:
+    process = _our_process(component)
+    return process.pid if process is not None else None
+
+
+def orphans() -> dict[str, int]:
+    """Helpers (redis-server, worker) still running while the server they serve is not: {name: pid}."""
+    if _our_pid("server"):
+        return {}
+    return {component: pid for component in HELPERS if (pid := _our_pid(component))}
 
 
 def _log_path(component: str) -> Path:
     path = state_dir() / "logs" / f"{component}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def _open_log(component: str) -> Any:
+    fd = os.open(_log_path(component), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "ab")
 
 
 def _spawn(component: str, cmd: list[str], env: dict[str, str]) -> int:
     """Start a process in its own session (it outlives the notebook kernel that started it)."""
-    with open(_log_path(component), "ab") as log:
+    import psutil
+
+    with _open_log(component) as log:
         proc = subprocess.Popen(
             cmd,
             stdout=log,
@@ -212,8 +263,13 @@ def _spawn(component: str, cmd: list[str], env: dict[str, str]) -> int:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
-    _pid_file(component).write_text(f"{proc.pid}\n")
+    try:
+        created = psutil.Process(proc.pid).create_time()
+    except psutil.Error:  # it died at once: its log says why
+        created = 0.0
+    _write_private(_pid_file(component), f"{proc.pid} {created}\n")
     return proc.pid
 
 
@@ -268,7 +324,7 @@ def _start_redis() -> str:
         return "redis-server"
     _redis_socket().unlink(missing_ok=True)
     data = state_dir() / "redis"
-    data.mkdir(parents=True, exist_ok=True)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
     cmd = [binary, "--port", "0", "--unixsocket", str(_redis_socket()), "--unixsocketperm", "700"]
     cmd += ["--dir", str(data), "--save", "", "--appendonly", "no", "--daemonize", "no"]
     _spawn("redis", cmd, dict(os.environ))
@@ -329,20 +385,25 @@ def _info(creds: dict, state: dict, started: bool = False, seconds: float = 0.0)
 def up(port: int | None = None, timeout: float = 180.0, log: Callable[[str], None] = print) -> ServerInfo:
     """Start the embedded server (and Redis, and a worker) unless it is running; return where it is."""
     python = ensure_venv(log)
-    state_dir().mkdir(parents=True, exist_ok=True)
+    _ensure_private_home()
     with _file_lock(state_dir() / ".up.lock"):
         creds = _credentials()
         state = _read_state()
         if _our_pid("server") and state.get("url") and _http_ok(state["url"]):
             return _info(creds, state)
+        left = orphans()
+        if left:  # the server died: start its helpers afresh too
+            log(f"the Argilla server had exited; stopping what it left running: {_describe(left)}")
+            for component in HELPERS:
+                _stop(component)
         redis_mode = _start_redis()
         env = _server_env(creds, redis_mode)
         home = state_dir() / "home"
         marker = home / ".flywheel-bootstrapped"
         if not (marker.is_file() and (home / "argilla.db").is_file()):
-            home.mkdir(parents=True, exist_ok=True)
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
             _run_logged([str(python), "-P", str(PLUGIN), "bootstrap"], env, "bootstrap")
-            marker.write_text(SERVER_VERSION + "\n")
+            _write_private(marker, SERVER_VERSION + "\n")
         _stop("server")
         # A restart keeps its port, so clients (and a push retrying through an outage) find it again;
         # only the default port falls back to a free one when taken. port=0: any free port.
@@ -380,8 +441,10 @@ def up(port: int | None = None, timeout: float = 180.0, log: Callable[[str], Non
 
 
 def _run_logged(cmd: list[str], env: dict[str, str], component: str) -> None:
-    with open(_log_path(component), "ab") as log:
-        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    with _open_log(component) as log:
+        code = subprocess.run(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, umask=PRIVATE_UMASK
+        ).returncode
     if code != 0:
         raise ArgillaServerError(
             f"{component} failed (exit {code}); log {_log_path(component)}:\n{_log_tail(component)}"
@@ -408,7 +471,7 @@ def _stop(component: str, grace: float = 10.0) -> bool:
 
 
 def down() -> list[str]:
-    """Stop the processes `up` started (worker, server, redis); returns which were running."""
+    """Stop the processes `up` started (worker, server, redis), orphans too; returns which were running."""
     stopped = [component for component in COMPONENTS if _stop(component)]
     state = _read_state()
     if state.pop("port", None) is not None:  # a clean stop: the next start may take the default port again
@@ -417,13 +480,34 @@ def down() -> list[str]:
     return stopped
 
 
+def _describe(pids: dict[str, int | None]) -> str:
+    names = {"server": "argilla server", "redis": "redis-server", "worker": "worker"}
+    return ", ".join(f"{names[c]} (pid {pid})" for c, pid in pids.items() if pid)
+
+
 def status() -> dict:
-    """What runs, where, and where the credentials are (never the secrets themselves)."""
+    """What runs, where, and where the credentials are (never the secrets themselves); `message` says it
+    in a sentence, with how to stop it."""
     state = _read_state()
     running = {component: _our_pid(component) for component in COMPONENTS}
     url = state.get("url")
+    serving = bool(running["server"] and url and _http_ok(url))
+    left = orphans()
+    if left:
+        message = (
+            f"the Argilla server is not running, but it left {_describe(left)} running; "
+            "`flywheel argilla down` stops them"
+        )
+    elif serving:
+        message = f"Argilla is running at {url}: {_describe(running)}; `flywheel argilla down` stops it"
+    elif any(running.values()):
+        message = f"Argilla is not answering at {url}: {_describe(running)}; `flywheel argilla down` stops it"
+    else:
+        message = "nothing is running"
     return {
-        "running": bool(running["server"] and url and _http_ok(url)),
+        "running": serving,
+        "message": message,
+        "orphans": left,
         "url": url,
         "pids": running,
         "redis": state.get("redis"),
@@ -449,7 +533,11 @@ def stopped_after_if_started(
     try:
         yield
     finally:
-        if not was_running and is_running():
+        left = orphans()
+        if not was_running and left:
+            log(f"the embedded Argilla server had exited; stopping what it left running: {_describe(left)}")
+            down()
+        elif not was_running and is_running():
             if keep():
                 log(
                     f"the embedded Argilla server stays up for the experts: {status()['url']} "
@@ -481,13 +569,18 @@ def _cli():  # built on demand so that importing this module does not need typer
     @app.command("down")
     def down_command() -> None:
         """Stop the processes `up` started."""
+        left = orphans()
         stopped = down()
-        typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        note = f" (left running by a server that had exited: {', '.join(left)})" if left else ""
+        typer.echo(f"stopped: {', '.join(stopped)}{note}" if stopped else "nothing was running")
 
     @app.command("status")
     def status_command() -> None:
-        """Print whether it runs, its URL and where the credentials are (one JSON object)."""
-        typer.echo(json.dumps(status(), indent=2))
+        """Print whether it runs, its URL and where the credentials are (one JSON object), then one
+        sentence saying what runs and how to stop it."""
+        state = status()
+        typer.echo(json.dumps(state, indent=2))
+        typer.echo(state["message"], err=True)
 
     return app
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from flywheel.store import utcnow
 
 OUT_OF_SCOPE = "out_of_scope"
 AMBIGUOUS = "ambiguous"
+SIMULATED_PREFIX = "simulated-expert-"
 
 
 def review_queue(interactions: pd.DataFrame, reviews: pd.DataFrame) -> pd.DataFrame:
@@ -48,7 +47,7 @@ class SimulatedPanel:
         self.experts = list(experts)
         self.error_rate = error_rate
         self.seed = seed
-        self.reviewers = [f"simulated-expert-{i + 1}" for i in range(size)]
+        self.reviewers = [f"{SIMULATED_PREFIX}{i + 1}" for i in range(size)]
 
     def decide(self, interaction_id: str, reviewer: str) -> dict[str, str] | None:
         """One simulated expert's answer to one interaction; None if the demo does not know it."""
@@ -82,64 +81,19 @@ class SimulatedPanel:
 
     def answer_in_argilla(self, session: Any) -> dict[str, int]:
         """Each simulated expert submits its answers to the records it has not answered yet, through the
-        Argilla API with its own annotator account. Returns counts; safe to repeat (resumes)."""
-        owner = session.client
-        workspace = owner.workspaces(session.target.workspace)
+        Argilla API with its own annotator account (`session.annotator`). Every call retries through an
+        outage as push and pull do; returns counts; safe to repeat (resumes)."""
         submitted = skipped = 0
-        records = session._retry(
-            lambda: list(session.dataset.records(with_suggestions=False, with_responses=True))
-        )
+        records = session.records_with_responses()
         for reviewer in self.reviewers:
-            user = session._retry(self._annotator, owner, workspace, reviewer)
-            client = _client_as(owner, session.target.url, self._api_key(session, user))
+            user_id, client = session.annotator(reviewer)
             for record in records:
-                if any(str(r.user_id) == str(user.id) for r in record.responses):
+                if any(str(r.user_id) == str(user_id) for r in record.responses):
                     continue  # answered in an earlier sitting
                 decision = self.decide(str(record.id), reviewer)
                 if decision is None:
                     skipped += 1
                     continue
-                session._retry(_submit, client, record._server_id, user.id, decision)
+                session.submit_as(client, record._server_id, user_id, decision)
                 submitted += 1
         return {"submitted": submitted, "not_in_demo_truth": skipped, "reviewers": len(self.reviewers)}
-
-    @staticmethod
-    def _annotator(owner: Any, workspace: Any, username: str) -> Any:
-        import argilla as rg
-
-        with warnings.catch_warnings():  # the SDK warns when the user does not exist yet: expected
-            warnings.simplefilter("ignore")
-            user = owner.users(username)
-        if user is None:
-            password = secrets.token_urlsafe(18)  # never used to log in: the panel works by API key
-            user = rg.User(username=username, password=password, role="annotator", client=owner).create()
-        if username not in [member.username for member in workspace.users]:
-            user.add_to_workspace(workspace)
-        return user
-
-    @staticmethod
-    def _api_key(session: Any, user: Any) -> str:
-        # The SDK's user model drops the key; the owner reads it from the users endpoint.
-        def read() -> str:
-            response = session.client.api.http_client.get(f"/api/v1/users/{user.id}")
-            response.raise_for_status()
-            return response.json()["api_key"]
-
-        return session._retry(read)
-
-
-def _client_as(owner: Any, url: str, api_key: str) -> Any:
-    """A client for a panel member that leaves the SDK's default client (the owner's) as it was."""
-    import argilla as rg
-
-    client = rg.Argilla(api_url=url, api_key=api_key, timeout=60)
-    rg.Argilla._set_default(owner)
-    return client
-
-
-def _submit(client: Any, record_server_id: Any, user_id: Any, decision: dict[str, str]) -> None:
-    from argilla._models import UserResponseModel
-
-    values = {question: {"value": value} for question, value in decision.items()}
-    model = UserResponseModel(values=values, status="submitted", user_id=user_id)
-    client.api.records.create_record_response(record_server_id, model)

@@ -9,8 +9,15 @@ user's comment; the experts answer two questions: the correct expert (the catalo
 with more than one their agreement is measured (Cohen's and Fleiss' kappa).
 
 Push sends only records that are not on the server yet; pull reads submitted answers into the store's
-`reviews` table. Both retry with exponential backoff and are idempotent, so an outage in the middle
-loses and doubles nothing: run them again.
+`reviews` table. Every Argilla call (push, pull, the simulated panel, bulk import) retries with exponential
+backoff (`retrying`), and all of them are idempotent, so an outage in the middle loses and doubles nothing:
+run them again.
+
+Answers that already exist outside Argilla (a team's labels, answers from code) come in through
+`import_labels` (`flywheel review import FILE`): each row is submitted as its reviewer's own answer, by the
+same path an expert's browser takes, so `pull` brings it back like any other answer. The owner's key cannot
+do that for someone else, and a user's key gets `ForbiddenError` where it lacks rights: see
+`ReviewSession.annotator`.
 
 The embedded server (`argilla_server.up()`) is used unless the environment variables named by
 `review.argilla_url_env` / `review.argilla_api_key_env` point at a team's own Argilla.
@@ -18,20 +25,26 @@ The embedded server (`argilla_server.up()`) is used unless the environment varia
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import json
 import math
 import os
+import re
+import secrets
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from flywheel.store import Store, utcnow
-from flywheel.triage.panel import AMBIGUOUS, OUT_OF_SCOPE
+from flywheel.triage.panel import AMBIGUOUS, OUT_OF_SCOPE, SIMULATED_PREFIX
 
 QUESTION_EXPERT = "correct_expert"
 QUESTION_CAUSE = "cause"
@@ -87,7 +100,7 @@ def _transient(error: BaseException) -> bool:
     if isinstance(error, httpx.TransportError):  # refused, reset, timed out: the server is down or restarting
         return True
     if isinstance(error, ArgillaAPIError):
-        return getattr(error, "status_code", 500) >= 500
+        return (getattr(error, "status_code", None) or 500) >= 500
     return isinstance(error, ConnectionError | TimeoutError)
 
 
@@ -308,6 +321,49 @@ class ReviewSession:
             seconds=round(time.perf_counter() - started, 3),
         )
 
+    # --- answering as a user (the simulated panel, bulk import) ---------------------------------------------
+    def records_with_responses(self) -> list[Any]:
+        return self._retry(lambda: list(self.dataset.records(with_suggestions=False, with_responses=True)))
+
+    def annotator(self, username: str) -> tuple[Any, Any]:
+        """(user id, a client with that user's API key) for answering as `username`, creating it as an
+        annotator and adding it to the dataset's workspace when needed.
+
+        Why this way (checked against Argilla 2.8): a response is stored under the user whose key sent it
+        (the owner posting one with another `user_id` gets it stored as its own), so each reviewer answers
+        with its own key. An annotator outside the dataset's workspace gets `ForbiddenError` (403) for
+        answering; and an annotator may not upsert records, so answering through `dataset.records.log(...)`
+        (the SDK's usual way to send responses) is `ForbiddenError` even for a member. Hence: membership,
+        then `POST /records/{id}/responses` (`submit_as`)."""
+        import argilla as rg
+
+        def find_or_create() -> Any:
+            with _quiet():  # the SDK warns when a lookup finds nothing: expected
+                workspace = self.client.workspaces(self.target.workspace)
+                user = self.client.users(username)
+            if user is None:
+                password = secrets.token_urlsafe(18)  # never used to log in: answers go by API key
+                user = rg.User(username=username, password=password, role="annotator", client=self.client)
+                user = user.create()
+            if username not in [member.username for member in workspace.users]:
+                user.add_to_workspace(workspace)
+            return user
+
+        def api_key(user_id: Any) -> str:
+            # The SDK's user model drops the key; the owner reads it from the users endpoint.
+            response = self.client.api.http_client.get(f"/api/v1/users/{user_id}")
+            response.raise_for_status()
+            return response.json()["api_key"]
+
+        user = self._retry(find_or_create)
+        key = self._retry(api_key, user.id)
+        return user.id, self._retry(_client_as, self.client, self.target.url, key)
+
+    def submit_as(self, client: Any, record_server_id: Any, user_id: Any, answer: dict[str, str]) -> None:
+        """One submitted answer to one record, as the user whose client this is; retried, and a retry
+        that finds its first attempt arrived (409) is done."""
+        self._retry(_submit, client, record_server_id, user_id, answer)
+
     # --- pull -----------------------------------------------------------------------------------------
     def usernames(self) -> dict[str, str]:
         return self._retry(lambda: {str(u.id): u.username for u in self.client.users})
@@ -364,6 +420,26 @@ class ReviewSession:
         """Records on the server: total, completed (enough submitted answers), pending."""
         raw = self._retry(self.dataset.progress)
         return {k: int(raw.get(k, 0)) for k in ("total", "completed", "pending")}
+
+
+def _client_as(owner: Any, url: str, api_key: str) -> Any:
+    """A client for one reviewer that leaves the SDK's default client (the owner's) as it was."""
+    import argilla as rg
+
+    client = rg.Argilla(api_url=url, api_key=api_key, timeout=60)
+    rg.Argilla._set_default(owner)
+    return client
+
+
+def _submit(client: Any, record_server_id: Any, user_id: Any, answer: dict[str, str]) -> None:
+    from argilla._exceptions import ConflictError
+    from argilla._models import UserResponseModel
+
+    values = {question: {"value": value} for question, value in answer.items()}
+    model = UserResponseModel(values=values, status="submitted", user_id=user_id)
+    # 409: this user's answer is there already (an earlier attempt arrived before its reply was lost)
+    with contextlib.suppress(ConflictError):
+        client.api.records.create_record_response(record_server_id, model)
 
 
 def open_review(config: Any, store: Store, log: Callable[[str], None] = print) -> ReviewSession:
@@ -437,7 +513,6 @@ def agreement(reviews: pd.DataFrame, column: str = QUESTION_EXPERT) -> dict[str,
 
 class _quiet:
     def __enter__(self) -> None:
-        import warnings
 
         self._catch = warnings.catch_warnings()
         self._catch.__enter__()
@@ -459,3 +534,264 @@ def pause_for_review(run: Any, session: ReviewSession) -> None:
         f"awaiting expert review in Argilla ({session.target.url}, dataset {session.target.dataset!r}); "
         f"when the experts are done: flywheel cycle --resume {run.path}"
     )
+
+
+# --- bulk import: answers that exist outside Argilla ------------------------------------------------------
+ID_COLUMNS = ("interaction_id", "id")
+EXPERT_COLUMNS = ("expert", "correct_expert")
+DEFAULT_REVIEWER = "imported"
+# Argilla's rule for usernames (argilla_server's USER_USERNAME_REGEX): letters, digits, - and _
+USERNAME = re.compile(r"^(?![-_])[A-Za-z0-9_-]+$")
+
+
+@dataclass
+class ImportReport:
+    rows: int  # rows read from the file
+    submitted: int  # answers submitted to Argilla now
+    already: int  # the same answer was there already (a re-import)
+    pushed: int  # records that were not in the review dataset yet and were pushed first
+    rejected: int  # rows not imported; each with its reason in the rejects file
+    reviewers: list[str]
+    rejects_path: str | None
+    reasons: dict[str, int]  # rejected rows by reason (first words of the reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_label_rows(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, unreadable lines) from a CSV, JSONL or Parquet file; each row carries its `row` number
+    (the line in a CSV or JSONL file, counting the header; the 1-based row in a Parquet file)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise FileNotFoundError(f"label file not found: {path}")
+    bad: list[dict[str, Any]] = []
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        rows = []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as err:
+                    bad.append({"row": number, "raw": line.strip()[:200], "reason": f"not JSON ({err.msg})"})
+                    continue
+                if not isinstance(value, dict):
+                    bad.append({"row": number, "raw": line.strip()[:200], "reason": "not a JSON object"})
+                    continue
+                rows.append({**value, "row": number})
+        return rows, bad
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            first = 2  # line 1 is the header
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+            first = 1
+        else:
+            raise ValueError(f"{path}: unknown label file type {suffix!r} (use .csv, .jsonl or .parquet)")
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        if isinstance(err, ValueError) and "unknown label file type" in str(err):
+            raise
+        raise ValueError(f"{path}: cannot read it as {suffix[1:]}: {err}") from err
+    rows = [{**row, "row": first + i} for i, row in enumerate(frame.to_dict("records"))]
+    return rows, bad
+
+
+def _text(row: dict[str, Any], names: Iterable[str]) -> str | None:
+    for name in names:
+        value = _clean(row.get(name))
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def validate_label_rows(
+    rows: list[dict[str, Any]], experts: list[str], known_ids: set[str], default_reviewer: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(answers to import, rejected rows with a reason). An answer is (interaction_id, reviewer,
+    correct_expert, cause, row). Rows with the same interaction and reviewer: identical ones are imported
+    once (the others reported as duplicates); conflicting ones are all rejected."""
+    labels = expert_labels(experts)
+    good: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for row in rows:
+        interaction_id = _text(row, ID_COLUMNS)
+        expert = _text(row, EXPERT_COLUMNS)
+        cause = _text(row, ("cause",))
+        reviewer = _text(row, ("reviewer",)) or default_reviewer
+        if interaction_id is None:
+            reason = "no interaction_id"
+        elif expert is None:
+            reason = "no expert"
+        elif expert not in labels:
+            reason = f"unknown expert {expert!r} (one of: {', '.join(labels)})"
+        elif cause is None:
+            reason = f"no cause (one of: {', '.join(CAUSES)})"
+        elif cause not in CAUSES:
+            reason = f"unknown cause {cause!r} (one of: {', '.join(CAUSES)})"
+        elif not USERNAME.match(reviewer):
+            reason = f"reviewer {reviewer!r} is not a valid Argilla username (letters, digits, - and _)"
+        elif reviewer.startswith(SIMULATED_PREFIX):
+            reason = f"reviewer {reviewer!r}: names starting {SIMULATED_PREFIX!r} are the simulated panel's"
+        elif interaction_id not in known_ids:
+            reason = f"unknown interaction id {interaction_id!r} (not in the store)"
+        else:
+            reason = None
+        if reason:
+            rejected.append({**row, "reason": reason})
+            continue
+        good.append(
+            {
+                "interaction_id": interaction_id,
+                "reviewer": reviewer,
+                "correct_expert": expert,
+                "cause": cause,
+                "row": row["row"],
+                "source": row,
+            }
+        )
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for answer in good:
+        by_key.setdefault((answer["interaction_id"], answer["reviewer"]), []).append(answer)
+    answers = []
+    for (interaction_id, reviewer), group in by_key.items():
+        first = group[0]
+        rows_named = ", ".join(str(a["row"]) for a in group)
+        if len({(a["correct_expert"], a["cause"]) for a in group}) > 1:
+            for answer in group:
+                reason = f"conflicting answers for {interaction_id!r} by {reviewer!r} (rows {rows_named})"
+                rejected.append({**answer["source"], "reason": reason})
+            continue
+        answers.append(first)
+        for answer in group[1:]:
+            rejected.append({**answer["source"], "reason": f"duplicate of row {first['row']}"})
+    return answers, rejected
+
+
+def import_labels(
+    session: ReviewSession,
+    store: Store,
+    path: Path,
+    default_reviewer: str = DEFAULT_REVIEWER,
+    rejects_path: Path | None = None,
+) -> ImportReport:
+    """Submit the answers in a label file (interaction id -> expert, cause, optional reviewer) to the
+    review dataset, each as its reviewer's own answer (an annotator account per reviewer), so that `pull`
+    brings them back like any expert's. Records not in the dataset yet are pushed first. Every bad row is
+    written with its reason to `rejects_path` (default: FILE.rejects.jsonl beside the file). Idempotent:
+    an answer already there is counted as `already`; one that differs from the reviewer's earlier answer
+    in Argilla is rejected, never overwritten."""
+    path = Path(path)
+    rows, unreadable = read_label_rows(path)
+    ids = {i for row in rows if (i := _text(row, ID_COLUMNS))}
+    known = set(store.hashes_for_ids(ids)) if ids else set()
+    answers, rejected = validate_label_rows(rows, session.experts, known, default_reviewer)
+    rejected = unreadable + rejected
+
+    wanted = {a["interaction_id"] for a in answers}
+    pushed = 0
+    missing = wanted - session.pushed_ids()
+    if missing:
+        interactions = store.interactions_frame()
+        pushed = session.push(interactions[interactions["id"].astype(str).isin(missing)]).pushed
+    records = {str(r.id): r for r in session.records_with_responses() if str(r.id) in wanted}
+
+    submitted = already = 0
+    reviewers = sorted({a["reviewer"] for a in answers})
+    for reviewer in reviewers:
+        mine = [a for a in answers if a["reviewer"] == reviewer]
+        user_id, client = session.annotator(reviewer)
+        for answer in mine:
+            record = records[answer["interaction_id"]]
+            earlier = _answer_of(record, user_id)
+            wanted_values = {QUESTION_EXPERT: answer["correct_expert"], QUESTION_CAUSE: answer["cause"]}
+            if earlier is not None:
+                if earlier == {**wanted_values, "status": "submitted"}:
+                    already += 1
+                else:
+                    shown = ", ".join(f"{k}={v}" for k, v in earlier.items())
+                    reason = f"{reviewer!r} answered otherwise in Argilla ({shown}); change it there"
+                    rejected.append({**answer["source"], "reason": reason})
+                continue
+            session.submit_as(client, record._server_id, user_id, wanted_values)
+            submitted += 1
+
+    rejects_path = Path(rejects_path) if rejects_path else path.with_name(path.name + ".rejects.jsonl")
+    if rejected:
+        rejected.sort(key=lambda r: r["row"])
+        with open(rejects_path, "w", encoding="utf-8") as f:
+            for row in rejected:
+                f.write(json.dumps({k: _clean(v) for k, v in row.items()}, default=str) + "\n")
+    else:
+        rejects_path.unlink(missing_ok=True)  # a stale list from an earlier import would mislead
+    reasons: dict[str, int] = {}
+    for row in rejected:
+        key = row["reason"].split(" (")[0].split(" '")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    return ImportReport(
+        rows=len(rows) + len(unreadable),
+        submitted=submitted,
+        already=already,
+        pushed=pushed,
+        rejected=len(rejected),
+        reviewers=reviewers,
+        rejects_path=str(rejects_path) if rejected else None,
+        reasons=reasons,
+    )
+
+
+def _answer_of(record: Any, user_id: Any) -> dict[str, Any] | None:
+    """A user's answer to a record as {question: value, ..., "status": ...}; None if it has none."""
+    values: dict[str, Any] = {}
+    for response in record.responses:
+        if str(response.user_id) == str(user_id):
+            values[response.question_name] = response.value
+            values["status"] = str(getattr(response.status, "value", response.status))
+    return values or None
+
+
+def review_cli() -> Any:  # built on demand so that importing this module does not need typer
+    import typer
+
+    app = typer.Typer(help="Expert review in Argilla: bring in labels you have.", no_args_is_help=True)
+    opt = typer.Option
+    # Options as defaults (B008): this module's annotations are strings, evaluated in its globals.
+
+    @app.command("import")
+    def import_command(
+        file: Path = typer.Argument(..., help="CSV/JSONL/Parquet: interaction_id,expert,cause,reviewer"),  # noqa: B008
+        config: Path | None = opt(None, "--config", "-c", help="cycle config (default: demo)"),  # noqa: B008
+        store: str | None = opt(None, help="SQLAlchemy URL (default: the config's store)"),
+        runs_dir: Path = opt(Path("runs"), help="where the config's default store lives"),  # noqa: B008
+        reviewer: str = opt(DEFAULT_REVIEWER, help="Argilla user for rows without a reviewer"),
+        rejects: Path | None = opt(None, help="where bad rows go (default: FILE.rejects.jsonl)"),  # noqa: B008
+        pull: bool = opt(True, help="then pull the review dataset's answers into the store"),
+    ) -> None:
+        """Submit labels as the reviewers' own answers in the review dataset, then pull them into the store;
+        prints one JSON line of counts. Bad rows go to the rejects file with a reason; safe to repeat."""
+        from flywheel.config import REPO_ROOT, load_config
+        from flywheel.triage import argilla_server
+
+        cfg = load_config(config or REPO_ROOT / "configs" / "demo.yaml")
+        the_store = Store(store or cfg.store_url(runs_dir))
+        echo = lambda message: typer.echo(message, err=True)  # noqa: E731
+        try:
+            with argilla_server.stopped_after_if_started(echo):  # a server this command started stops after
+                session = open_review(cfg, the_store, log=echo)
+                report = import_labels(session, the_store, file, reviewer, rejects)
+                simulated = [n for n in session.usernames().values() if n.startswith(SIMULATED_PREFIX)]
+                pulled = session.pull(the_store, simulated) if pull else None
+        except (FileNotFoundError, ValueError, argilla_server.ArgillaServerError) as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(1) from None
+        out = report.as_dict()
+        if pulled is not None:
+            out["pulled"] = {"answers": pulled.answers, "added": pulled.added}
+        if report.rejected:
+            echo(f"{report.rejected} rows not imported; reasons in {report.rejects_path}")
+        typer.echo(json.dumps(out))
+
+    return app
