@@ -8,7 +8,7 @@ from conftest import good_record
 
 from flywheel.collect.ingest import content_hash, ingest, to_row
 from flywheel.schema import Interaction
-from flywheel.store import IN_CHUNK, Store, feedback, interactions, quarantine, reviews
+from flywheel.store import IN_CHUNK, Store, feedback, interactions, metadata, quarantine, reviews
 
 
 def row(i, **overrides):
@@ -155,3 +155,31 @@ def test_reopening_keeps_data(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     Store(url).add_interactions([row(1)])
     assert Store(url).count(interactions) == 1
+
+
+def _open_store(url: str, start) -> str:
+    start.wait()
+    Store(url).count(interactions)
+    return "ok"
+
+
+def test_processes_opening_one_fresh_store_at_once_all_succeed(any_store):
+    """A service and an ingest may open a store that does not exist yet at the same moment."""
+    import multiprocessing
+
+    url = any_store.engine.url.render_as_string(hide_password=False)
+    if any_store.dialect == "sqlite":
+        url = url.replace("store.db", "fresh.db")
+    else:  # a fresh database on the same server: drop what the fixture's Store created
+        metadata.drop_all(any_store.engine)
+    any_store.engine.dispose()
+    context = multiprocessing.get_context("spawn")
+    for _ in range(3):
+        with context.Manager() as manager:
+            start = manager.Barrier(4)
+            with context.Pool(4) as pool:
+                results = [pool.apply_async(_open_store, (url, start)) for _ in range(4)]
+                assert [r.get(timeout=120) for r in results] == ["ok"] * 4
+        probe = Store(url)
+        metadata.drop_all(probe.engine)
+        probe.engine.dispose()

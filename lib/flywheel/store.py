@@ -147,12 +147,25 @@ class Store:
         self.engine: Engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        self._create_tables()
         # A store created before latency became optional cannot take records without one (SQLite cannot
         # drop NOT NULL in place); ingestion quarantines those with a reason instead of failing.
         columns = {c["name"]: c for c in sa.inspect(self.engine).get_columns("interactions")}
         self.latency_required = not columns["latency_ms"]["nullable"]
         self._add_columns()
+
+    def _create_tables(self) -> None:
+        """Create the tables a fresh store lacks. Processes opening one fresh store at once (a service and
+        an ingest) race: a CREATE fails on a table another process just made, and a retry skips it. Each
+        failure is a table made by someone else, so one attempt more than there are tables suffices."""
+        attempts = len(metadata.tables) + 1
+        for attempt in range(attempts):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except sa.exc.DBAPIError:
+                if attempt == attempts - 1:
+                    raise
 
     # Columns added since a store could first be created: an older store gets them on open.
     ADDED_COLUMNS = (
