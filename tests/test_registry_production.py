@@ -7,6 +7,7 @@ once, keep a correct stack on SQLite and PostgreSQL."""
 import json
 import multiprocessing
 import random
+import socket
 
 import httpx
 import openai
@@ -279,6 +280,34 @@ def test_with_a_production_endpoint_the_service_routes_through_it(router_service
     assert store.interactions_frame()["model"].tolist() == ["llama-production"]
     upstream = router_service.store.interactions_frame(["query"])["query"].tolist()
     assert "book a meeting room" in upstream  # it really went over HTTP to the production endpoint
+
+
+def test_an_unreachable_production_endpoint_gets_a_502_without_internals(tmp_path, tiny_model):
+    """The production endpoint down (after the client's retries): a 502 naming no host, nothing logged."""
+    config = load_config(REPO_ROOT / "configs" / "test.yaml")
+    closed_port = _free_port()
+    config.serve.production_endpoint = EndpointConfig(
+        base_url=f"http://127.0.0.1:{closed_port}/v1", model="llm"
+    )
+    config.experts = CATALOG
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    registry = Registry(store)
+    registry.promote(tiny_model, reason="first cycle")
+    registry.rollback("back to production")
+    with serve_in_thread(create_app(store, provider_for(config, registry))) as base_url:
+        client = OpenAI(base_url=base_url, api_key="x", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as caught:
+            ask(client, "book a meeting room")
+        assert caught.value.status_code == 502
+        assert "upstream endpoint failed" in caught.value.message
+        assert str(closed_port) not in caught.value.message
+    assert store.interactions_frame().empty
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_the_feedback_form_says_production_is_serving_and_stores_nothing(tmp_path, tiny_model):
