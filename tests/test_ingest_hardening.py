@@ -448,6 +448,27 @@ def test_the_quarantine_keeps_a_masked_copy_and_a_hash_never_the_raw_line(tmp_pa
     assert "ACME-4321" not in stored
 
 
+def test_every_message_of_a_conversation_is_masked_not_only_the_user_turns(store, write_jsonl):
+    """A multi-turn request: PII in the system prompt, an earlier assistant turn and a content-parts user
+    message is masked in the stored request; the query is still the last user message."""
+    messages = [
+        {"role": "system", "content": "escalations go to ops-lead@corp.com"},
+        {"role": "user", "content": "my card 4111 1111 1111 1111 was charged twice"},
+        {"role": "assistant", "content": "I have forwarded it; call +1 408-555-0199 if it happens again"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function"}]},
+        {"role": "user", "content": [{"type": "text", "text": "and mail me at jane.doe@corp.com"}]},
+    ]
+    record = good_record(1, request={"model": "llama-3.1-70b-instruct", "messages": messages})
+    ingest(store, [write_jsonl("logs.jsonl", [record])], progress=False, masker=FAST)
+    row = store.interactions_frame().iloc[0]
+    for leak in ("ops-lead@", "4111 1111", "555-0199", "jane.doe"):
+        assert leak not in row["request_json"]
+    stored = json.loads(row["request_json"])["messages"]
+    assert stored[0]["content"] == "escalations go to [EMAIL]"
+    assert stored[3] == messages[3]  # a turn without text is kept as it was
+    assert row["query_masked"] == "and mail me at [EMAIL]"
+
+
 def test_quarantine_reasons_quote_no_pii(store, write_jsonl):
     a = good_record(1, id="jane.doe@corp.com")
     b = good_record(1, id="jane.doe@corp.com", routed_expert="facilities")

@@ -276,34 +276,36 @@ def mask_unique(masker: PiiMasker, texts: Sequence[str], names: bool = True) -> 
     return [masked[text] for text in texts]
 
 
-def _user_parts(request: dict[str, Any]) -> list[str]:
-    """The texts of the user messages, in order (a content-parts message gives one text per text part).
-    The request passed `flywheel.schema.check_messages`."""
+def _message_parts(request: dict[str, Any], roles: tuple[str, ...] | None = None) -> list[str]:
+    """The texts of the request's messages (of `roles`, default all), in order; a content-parts message
+    gives one text per text part. The request passed `flywheel.schema.check_messages`."""
     texts = []
     for m in request["messages"]:
-        if m.get("role") == "user":
+        if roles is None or m.get("role") in roles:
             content = m.get("content", "")
             if isinstance(content, list):
                 texts.extend(p["text"] for p in content if "text" in p)
-            else:
+            elif isinstance(content, str):
                 texts.append(content)
     return texts
 
 
-def _with_user_parts(request: dict[str, Any], texts: Iterator[str]) -> tuple[dict[str, Any], str]:
-    """A copy of the request whose user message texts are replaced, in `_user_parts` order, and its query
+def _with_message_parts(request: dict[str, Any], texts: Iterator[str]) -> tuple[dict[str, Any], str]:
+    """A copy of the request whose message texts are replaced, in `_message_parts` order, and its query
     (the last user message, content parts joined as `Interaction.query` joins them)."""
     messages, query = [], ""
     for m in request["messages"]:
+        content = m.get("content", "")
+        if isinstance(content, list):
+            content = [{**p, "text": next(texts)} if "text" in p else p for p in content]
+            text = " ".join(p.get("text", "") for p in content)
+        elif isinstance(content, str):
+            content = text = next(texts)
+        else:
+            text = ""
         if m.get("role") == "user":
-            content = m.get("content", "")
-            if isinstance(content, list):
-                content = [{**p, "text": next(texts)} if "text" in p else p for p in content]
-                query = " ".join(p.get("text", "") for p in content)
-            else:
-                content = query = next(texts)
-            m = {**m, "content": content}
-        messages.append(m)
+            query = text
+        messages.append({**m, "content": content} if "content" in m else m)
     return {**request, "messages": messages}, query
 
 
@@ -313,7 +315,7 @@ def to_rows(
     keep_original: bool = False,
 ) -> list[dict[str, Any]]:
     """Store rows of validated interactions, given with their content hash and source. PII is masked in
-    one batch: the user messages of the request (`query_masked` is the last one), the comment, and the
+    one batch: every message of the request (`query_masked` is the last user one), the comment, and the
     answer excerpt (patterns only: it is the system's own text). Unless `keep_original`, `query`,
     `request_json` and the excerpt hold the masked text too; the comment is always masked. Token counts
     the record lacks are estimated (`flywheel.collect.tokens`) and flagged `tokens_estimated`."""
@@ -339,7 +341,7 @@ def _rows(
     """`to_rows`; `clean=False` where every text already passed `_canonical` (no NUL, no lone surrogate),
     `from_text` where every record was read from JSON text (see `_stored_json`)."""
     fix = _clean if clean else str
-    parts = [_user_parts(record.request) for record, *_ in records]
+    parts = [_message_parts(record.request) for record, *_ in records]
     texts: list[str] = []
     for record_parts, (record, *_) in zip(parts, records, strict=True):
         texts.extend(record_parts)
@@ -360,7 +362,7 @@ def _rows(
         if masked_parts == record_parts:  # nothing to mask (most records): no copy
             masked_request, query_masked = record.request, _query(record.request)
         else:
-            masked_request, query_masked = _with_user_parts(record.request, iter(masked_parts))
+            masked_request, query_masked = _with_message_parts(record.request, iter(masked_parts))
         excerpt = next(excerpts)
         tokens_in, tokens_out = next(estimates) if record.tokens_missing else (0, 0)
         request = record.request if keep_original else masked_request
@@ -497,7 +499,7 @@ def _validate(
         raise ValueError("latency_ms is null, and this store predates optional latency: recreate it")
     if isinstance(raw, bytes) and len(raw) <= settings.max_query_chars:
         return record  # no text of a line is longer than the line
-    longest = max(map(len, _user_parts(record.request)), default=0)
+    longest = max(map(len, _message_parts(record.request, ("user",))), default=0)
     if longest > settings.max_query_chars:
         raise ValueError(
             f"a user message of {longest} characters is over collect.max_query_chars "
