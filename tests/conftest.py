@@ -31,6 +31,15 @@ ROUTING_PHRASES = {
 }
 
 
+# A four-expert catalog for the tests that run the real Argilla server.
+SMALL_CATALOG = {
+    "hr_benefits": "benefits",
+    "it_help": "laptops",
+    "facilities": "badges",
+    "travel_expenses": "travel",
+}
+
+
 def good_record(i: int = 1, **overrides) -> dict:
     """A valid interaction record in the documented schema."""
     record = {

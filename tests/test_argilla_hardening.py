@@ -15,16 +15,11 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from conftest import embedded_argilla, small_demo_world
+from conftest import SMALL_CATALOG, embedded_argilla, small_demo_world
 
 pytestmark = pytest.mark.integration
 
-EXPERTS = {
-    "hr_benefits": "benefits",
-    "it_help": "laptops",
-    "facilities": "badges",
-    "travel_expenses": "travel",
-}
+EXPERTS = SMALL_CATALOG
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,11 @@ import time
 
 import httpx
 import pytest
-from conftest import embedded_argilla, require_binary, small_demo_world
+from conftest import SMALL_CATALOG, embedded_argilla, require_binary, small_demo_world
 
 pytestmark = pytest.mark.integration
 
-EXPERTS = {
-    "hr_benefits": "benefits",
-    "it_help": "laptops",
-    "facilities": "badges",
-    "travel_expenses": "travel",
-}
+EXPERTS = SMALL_CATALOG
 
 
 @pytest.fixture(scope="module")

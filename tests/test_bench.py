@@ -97,3 +97,24 @@ def test_the_whole_suite_runs_quick(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(names) <= set(results)
+
+
+def test_ingest_throughput_benchmark_runs_with_workers():
+    result = run_bench(
+        "bench/ingest_throughput.py", "--lines", "240", "--small", "60", "--workers", "2", timeout=900
+    )
+    assert result["large"]["flywheel"]["lines"] == 240 and result["small"]["pandas"]["lines"] == 60
+    assert {"flywheel_over_pandas", "peak_rss_growth_small_to_large_mb"} <= set(result)
+
+
+def test_serve_throughput_benchmark_runs_and_checks_the_log():
+    """bench/serve_throughput.py checks what it claims: every answered request is in the store once."""
+    args = ["--requests", "100", "--warmup", "10", "--clients", "8", "--ingest-records", "3000"]
+    results = run_bench("bench/serve_throughput.py", *args, timeout=900)["results"]
+    assert set(results) == {"bare", "flywheel", "flywheel+ingest"}
+    for name in ("flywheel", "flywheel+ingest"):
+        assert results[name]["every_answer_logged_once"], results[name]
+        assert results[name]["statuses"] == {"200": 110}
+        assert results[name]["service_cpu_ms_per_request"] > 0
+    ingest = results["flywheel+ingest"]["ingest"]  # the demo world repeats a few records: duplicates
+    assert ingest["read"] == 3000 and ingest["accepted"] + ingest["duplicates"] == 3000
