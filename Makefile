@@ -15,7 +15,7 @@ system-deps:
 
 # The embedded Argilla server's own virtualenv (~/.cache/flywheel/argilla-venv; once, ~1 min; cached).
 argilla-venv: $(STAMP)
-	$(BIN)/python -c "from flywheel.triage.argilla_server import ensure_venv; ensure_venv()"
+	$(BIN)/python -c "from flywheel.argilla.server import ensure_venv; ensure_venv()"
 
 # torch comes first: a CUDA build already in the venv satisfies the pin and is left alone.
 $(STAMP): pyproject.toml

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def write_records(path: Path, n: int, seed: int = 7) -> None:
-    from flywheel.config import load_config
+    from flywheel.core.config import load_config
     from flywheel.demo.generator import generate_demo
 
     config = load_config(REPO / "configs" / "demo.yaml")
@@ -58,7 +58,7 @@ def _is_object(line: str) -> bool:
     """The demo's valid records (its malformed lines would not survive the id and time rewrite)."""
     from pydantic import ValidationError
 
-    from flywheel.schema import Interaction
+    from flywheel.core.schema import Interaction
 
     try:
         Interaction.model_validate_json(line)
@@ -76,9 +76,9 @@ def child(kind: str, path: Path, work: Path) -> dict:
     import pandas as pd
 
     from flywheel.collect.ingest import ingest_with_config
-    from flywheel.collect.pii import load_ner
-    from flywheel.config import load_config
-    from flywheel.store import Store
+    from flywheel.core.config import load_config
+    from flywheel.core.pii import load_ner
+    from flywheel.core.store import Store
 
     config = load_config(REPO / "configs" / "demo.yaml")
     if kind == "flywheel" and config.collect.pii.person_names:

@@ -66,9 +66,9 @@ def child(kind: str, path: Path, work: Path, config_path: Path, workers: int | N
     import pandas as pd
 
     from flywheel.collect.ingest import ingest_with_config
-    from flywheel.collect.pii import PiiMasker
-    from flywheel.config import load_config
-    from flywheel.store import Store
+    from flywheel.core.config import load_config
+    from flywheel.core.pii import PiiMasker
+    from flywheel.core.store import Store
 
     config = load_config(config_path)
     PiiMasker.from_config(config.collect.pii).mask("Warm up with Dana Smith")  # loads the NER model

@@ -1,7 +1,7 @@
 """PII masker quality (precision / recall per placeholder) and throughput, optionally against another version.
 
     .venv/bin/python bench/pii_quality.py                                   # this checkout's masker
-    .venv/bin/python bench/pii_quality.py --baseline /tmp/orig/lib/flywheel/collect/pii.py   # side by side
+    .venv/bin/python bench/pii_quality.py --baseline /tmp/orig/lib/flywheel/core/pii.py   # side by side
 
 Three measurements, each for this checkout's masker and (with --baseline) for the `pii.py` given, both built
 from the demo config's `collect.pii`:
@@ -42,9 +42,9 @@ PLACEHOLDER = re.compile(r"\[(EMAIL|PHONE|CARD|NATIONAL_ID|IP|EMPLOYEE_ID|PERSON
 
 
 def load_masker_module(path: Path | None):
-    """This checkout's `flywheel.collect.pii`, or the `pii.py` at `path` loaded under another name."""
+    """This checkout's `flywheel.core.pii`, or the `pii.py` at `path` loaded under another name."""
     if path is None:
-        from flywheel.collect import pii
+        from flywheel.core import pii
 
         return pii
     spec = importlib.util.spec_from_file_location("baseline_pii", path)
@@ -122,7 +122,7 @@ def quality(masker, rows: list[dict]) -> dict:
 
 def demo_texts() -> list[str]:
     """The user questions and comments of the demo world, as the collect stage masks them."""
-    from flywheel.config import load_config
+    from flywheel.core.config import load_config
     from flywheel.demo.generator import generate_demo
 
     config = load_config(REPO / "configs" / "demo.yaml")
@@ -169,7 +169,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from flywheel.config import load_config
+    from flywheel.core.config import load_config
 
     pii_config = load_config(REPO / "configs" / "demo.yaml").collect.pii
     rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -190,7 +190,7 @@ def main() -> None:
             "demo_texts_changed": sum(a != b for a, b in zip(texts, outputs[name], strict=True)),
         }
     if args.n_process > 1:
-        from flywheel.collect.pii import PiiMasker
+        from flywheel.core.pii import PiiMasker
 
         parallel = PiiMasker.from_config(pii_config, n_process=args.n_process)
         maskers[f"new_n_process_{args.n_process}"] = parallel

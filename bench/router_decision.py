@@ -36,8 +36,8 @@ def main() -> None:
 
     import torch
 
-    from flywheel.causal import CausalLMRouter
-    from flywheel.models import load_router
+    from flywheel.core.inference import CausalLMRouter
+    from flywheel.core.routers import load_router
 
     test = pd.read_parquet(args.test)
     if args.n:

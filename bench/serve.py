@@ -24,12 +24,12 @@ from pathlib import Path
 import httpx
 from openai import OpenAI
 
-from flywheel.models import load_router
-from flywheel.registry import Registry
+from flywheel.core.registry import Registry
+from flywheel.core.routers import load_router
+from flywheel.core.store import Store
 from flywheel.serve.app import create_app
 from flywheel.serve.routing import RouterProvider
 from flywheel.serve.runner import TINY_EXAMPLES, serve_in_thread, train_tiny_router
-from flywheel.store import Store
 
 QUESTIONS = [text for texts in TINY_EXAMPLES.values() for text in texts]
 

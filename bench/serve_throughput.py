@@ -125,7 +125,7 @@ def bare_child(args: argparse.Namespace) -> None:
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
-    from flywheel.models import load_router
+    from flywheel.core.routers import load_router
 
     router = load_router(args.model)
     app = FastAPI()
@@ -172,7 +172,7 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> Non
 
 def demo_questions(folder: Path) -> list[str]:
     """The last user message of each valid record of the seeded demo world."""
-    from flywheel.config import load_config
+    from flywheel.core.config import load_config
     from flywheel.demo.generator import generate_demo
 
     config = load_config(REPO / "configs" / "demo.yaml")
@@ -330,8 +330,8 @@ def main() -> None:
 def ingest_child(args: argparse.Namespace) -> None:
     """What `flywheel ingest FILE --store URL --config C` runs; prints its counts."""
     from flywheel.collect.ingest import ingest_with_config
-    from flywheel.config import load_config
-    from flywheel.store import Store
+    from flywheel.core.config import load_config
+    from flywheel.core.store import Store
 
     report = ingest_with_config(Store(args.store), [args.path], load_config(args.config), progress=False)
     print(json.dumps(report.as_dict()))

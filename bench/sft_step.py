@@ -49,9 +49,9 @@ def measure(setup: str, train: pd.DataFrame, experts: dict, args) -> dict:
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from flywheel.causal import RoutingPrompt
-    from flywheel.finetune.causal import sft_dataset
-    from flywheel.sources import load_causal_lm
+    from flywheel.core.inference import RoutingPrompt
+    from flywheel.core.weights import load_causal_lm
+    from flywheel.finetune.sft import sft_dataset
 
     naive = setup == "naive"
     torch.set_num_threads(os.cpu_count() or 1)
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/demo.yaml")
     args = parser.parse_args()
 
-    from flywheel.config import load_config
+    from flywheel.core.config import load_config
 
     experts = load_config(args.config).experts
     train = examples(args.batch * (args.steps + args.warmup))

@@ -83,7 +83,7 @@ def write_jsonl(tmp_path):
 
 @pytest.fixture
 def store(tmp_path):
-    from flywheel.store import Store
+    from flywheel.core.store import Store
 
     return Store(f"sqlite:///{tmp_path / 'store.db'}")
 
@@ -108,11 +108,11 @@ def router_service(tmp_path_factory):
     """The real router service (`flywheel serve`'s app under uvicorn, in a background thread) on a free
     port, routing with a tiny trained TF-IDF candidate and logging to its own SQLite store. Yields the
     OpenAI base URL `http://127.0.0.1:PORT/v1` (a str; `.store` is the flywheel Store it logs to)."""
-    from flywheel.registry import Registry
+    from flywheel.core.registry import Registry
+    from flywheel.core.store import Store
     from flywheel.serve.app import create_app
     from flywheel.serve.routing import RouterProvider
     from flywheel.serve.runner import serve_in_thread, train_tiny_router
-    from flywheel.store import Store
 
     root = tmp_path_factory.mktemp("router_service")
     model = train_tiny_router(root / "tiny-tfidf")
@@ -144,7 +144,7 @@ def pg_cluster():
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_store(request, tmp_path):
     """A fresh store on each backend: a SQLite file, and a new database on the session's PostgreSQL."""
-    from flywheel.store import Store
+    from flywheel.core.store import Store
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.db'}"
@@ -158,10 +158,10 @@ def any_store(request, tmp_path):
 
 @contextlib.contextmanager
 def embedded_argilla(home):
-    """The real embedded Argilla server (flywheel.triage.argilla_server) with its state in `home`, started on
+    """The real embedded Argilla server (flywheel.argilla.server) with its state in `home`, started on
     a free port and stopped after; the Argilla environment variables are restored."""
     require_binary("redis-server", "Argilla's background jobs")
-    from flywheel.triage import argilla_server
+    from flywheel.argilla import server as argilla_server
 
     names = ("FLYWHEEL_ARGILLA_HOME", "ARGILLA_API_URL", "ARGILLA_API_KEY")
     saved = {k: os.environ.get(k) for k in names}
@@ -182,8 +182,8 @@ def embedded_argilla(home):
 def small_demo_world(folder, experts):
     """A small demo world (90 interactions, one week) made in `folder` and ingested into its own store."""
     from flywheel.collect.ingest import ingest
+    from flywheel.core.store import Store
     from flywheel.demo.generator import generate_demo
-    from flywheel.store import Store
 
     generate_demo(folder, experts, n_interactions=90, weeks=1, seed=11)
     store = Store(f"sqlite:///{folder / 'store.db'}")

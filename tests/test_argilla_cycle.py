@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import require_binary
 
-from flywheel.config import REPO_ROOT
+from flywheel.core.config import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -15,10 +15,10 @@ STAGES = ("01_collect", "02_triage")
 
 def test_wait_mode_pauses_after_the_push_and_resume_continues(tmp_path, monkeypatch):
     require_binary("redis-server", "Argilla's background jobs")
+    from flywheel.argilla import server as argilla_server
     from flywheel.collect.sources import demo_truth_path
-    from flywheel.context import open_stage
+    from flywheel.core.context import open_stage
     from flywheel.cycle import run_cycle
-    from flywheel.triage import argilla_server
     from flywheel.triage.panel import SimulatedPanel
     from flywheel.triage.review import open_review
 

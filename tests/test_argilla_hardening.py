@@ -74,7 +74,7 @@ def gone(pid):
 
 def crash_server():
     """SIGKILL the server process (as a crash would), leaving redis-server and the worker running."""
-    from flywheel.triage import argilla_server
+    from flywheel.argilla import server as argilla_server
 
     pid = argilla_server.status()["pids"]["server"]
     os.kill(pid, signal.SIGKILL)
@@ -96,7 +96,7 @@ def modes_open_to_others(root):
 
 # --- item 15: the home and everything in it owner-only ------------------------------------------------------
 def test_home_and_everything_in_it_is_owner_only_now_and_later(server, world, home):
-    from flywheel.triage import argilla_server
+    from flywheel.argilla import server as argilla_server
 
     _, store = world
     assert (home / "home" / "argilla.db").is_file()
@@ -114,7 +114,7 @@ def test_home_and_everything_in_it_is_owner_only_now_and_later(server, world, ho
 
 # --- item 4: orphans of a crashed server ----------------------------------------------------------------
 def test_a_crashed_servers_redis_and_worker_are_named_and_stopped(server):
-    from flywheel.triage import argilla_server
+    from flywheel.argilla import server as argilla_server
 
     before = argilla_server.status()["pids"]
     crash_server()
@@ -154,7 +154,7 @@ def test_a_crashed_servers_redis_and_worker_are_named_and_stopped(server):
 
 # --- item 17: the simulated panel rides out an outage ------------------------------------------------------
 def test_simulated_panel_retries_through_an_outage_like_push_and_pull(server, world):
-    from flywheel.triage import argilla_server
+    from flywheel.argilla import server as argilla_server
     from flywheel.triage.panel import SimulatedPanel
 
     out, store = world
@@ -191,7 +191,7 @@ def test_simulated_panel_retries_through_an_outage_like_push_and_pull(server, wo
 def test_import_labels_submits_as_reviewers_pulls_like_expert_answers_and_reimports_nothing(
     server, world, tmp_path
 ):
-    from flywheel.triage import argilla_server
+    from flywheel.argilla import server as argilla_server
     from flywheel.triage.review import import_labels
 
     _, store = world
@@ -259,9 +259,9 @@ def test_review_import_command_with_a_parquet_file(server, world, tmp_path, monk
     import yaml
     from typer.testing import CliRunner
 
+    from flywheel.argilla import server as argilla_server
     from flywheel.cli import app
-    from flywheel.config import REPO_ROOT
-    from flywheel.triage import argilla_server
+    from flywheel.core.config import REPO_ROOT
 
     _, store = world
     argilla_server.up()

@@ -54,7 +54,7 @@ def api(server, method, path, **kwargs):
 
 
 def test_comes_up_from_scratch_local_only_with_private_credentials(server):
-    from flywheel.triage import argilla_server
+    from flywheel.argilla import server as argilla_server
 
     assert server.started and server.url.startswith("http://127.0.0.1:")
     assert server.redis == "redis-server"
@@ -193,7 +193,7 @@ def _metadata_id(server, dataset_id, name):
 
 
 def test_killed_mid_push_restart_and_resume_every_record_exactly_once(server, world):
-    from flywheel.triage import argilla_server
+    from flywheel.argilla import server as argilla_server
 
     _, store = world
     queue = unsatisfied(store)

@@ -48,12 +48,12 @@ def test_profile_summary_gives_samples_to_stages(tmp_path):
     stages = summary["stages"]
     assert stages["03_finetune"]["share"] == 0.65  # its imports count for the stage too
     assert stages["03_finetune"]["functions"] == {
-        "flywheel.finetune.causal.train_causal": 0.769,
-        "flywheel.finetune.causal.save": 0.154,
+        "flywheel.finetune.sft.train_causal": 0.769,
+        "flywheel.finetune.sft.save": 0.154,
         "(outside the workbench: imports, kernel)": 0.077,
     }
     assert stages["03_finetune"]["libraries"] == {"torch": 0.846, "flywheel": 0.154}
-    assert stages["04_eval"]["functions"] == {"flywheel.causal.score": 1.0}
+    assert stages["04_eval"]["functions"] == {"flywheel.core.inference.score": 1.0}
     assert stages["argilla server"]["share"] == 0.06
     assert stages["runner"]["libraries"] == {"papermill": 1.0}
 

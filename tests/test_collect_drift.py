@@ -8,9 +8,9 @@ from typer.testing import CliRunner
 
 from flywheel.collect.drift import cycle_status, drift_table, plot_drift, store_drift
 from flywheel.collect.ingest import ingest
-from flywheel.collect.pii import PiiMasker
-from flywheel.config import REPO_ROOT, load_config
-from flywheel.store import Store
+from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.pii import PiiMasker
+from flywheel.core.store import Store
 
 CONFIG = load_config(REPO_ROOT / "configs" / "demo.yaml")
 

@@ -5,9 +5,9 @@ import pytest
 from conftest import good_record
 
 from flywheel.collect.ingest import ingest
-from flywheel.collect.pii import PiiMasker
 from flywheel.collect.signals import compute_signals, embed, signal_summary
-from flywheel.config import REPO_ROOT, load_config
+from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.pii import PiiMasker
 
 SIGNALS = load_config(REPO_ROOT / "configs" / "test.yaml").collect.signals
 T0 = datetime(2026, 9, 8, 10, 0, tzinfo=UTC)
@@ -22,7 +22,7 @@ def record(i, session, minutes, text, comment=None, thumbs="down"):
 
 @pytest.fixture(scope="module")
 def signals(tmp_path_factory):
-    from flywheel.store import Store
+    from flywheel.core.store import Store
 
     folder = tmp_path_factory.mktemp("signals")
     lines = [

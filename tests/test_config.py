@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from flywheel.config import REPO_ROOT, load_config
+from flywheel.core.config import REPO_ROOT, load_config
 
 
 @pytest.mark.parametrize("name", ["demo", "test"])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.config import REPO_ROOT, load_config
-from flywheel.runs import STAGES
+from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.runs import STAGES
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_resume_of_a_complete_cycle_redoes_nothing(cycle_run):
 
 def test_run_directory_holds_no_raw_logs(cycle_run):
     """The demo's raw logs (planted PII) and hidden truth stay beside the runs: a path and a sha256."""
-    from flywheel.runs import file_sha256
+    from flywheel.core.runs import file_sha256
 
     runs, _, run_dir = cycle_run
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import require_binary
 
-from flywheel.config import REPO_ROOT
+from flywheel.core.config import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +55,15 @@ def user_folder(tmp_path, monkeypatch):
     raw["candidates"] = [c for c in raw["candidates"] if c["name"] == "tfidf-logreg"]  # keeps it quick
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     yield tmp_path
-    from flywheel.triage import argilla_server
+    from flywheel.argilla import server as argilla_server
 
     argilla_server.down()
 
 
 def test_own_logs_pause_for_experts_resume_and_clean_up(user_folder):
-    from flywheel.context import open_stage
-    from flywheel.runs import RunDir, file_sha256
-    from flywheel.triage import argilla_server
+    from flywheel.argilla import server as argilla_server
+    from flywheel.core.context import open_stage
+    from flywheel.core.runs import RunDir, file_sha256
     from flywheel.triage.panel import SimulatedPanel
     from flywheel.triage.review import open_review
 

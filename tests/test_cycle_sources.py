@@ -12,9 +12,9 @@ import yaml
 from conftest import good_record
 
 from flywheel.collect.sources import demo_truth_path, prepare_source
-from flywheel.config import REPO_ROOT, load_config
+from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.runs import RunDir
 from flywheel.cycle import create_run
-from flywheel.runs import RunDir
 
 TEST_CONFIG = REPO_ROOT / "configs" / "test.yaml"
 COLLECT_FOLDER = REPO_ROOT / "notebooks" / "01_collect"  # where papermill runs the collect notebook

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from flywheel.core.schema import Interaction
 from flywheel.demo import phrasebook as pb
 from flywheel.demo.generator import _fill, generate_demo, tfidf_baseline_accuracy
-from flywheel.schema import Interaction
 
 CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
 FILES = ("logs.jsonl", "hidden_truth.jsonl", "demo_meta.json")

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from flywheel.config import CandidateConfig, EndpointConfig
+from flywheel.core.config import CandidateConfig, EndpointConfig
+from flywheel.core.routers import load_router
 from flywheel.finetune.train import train_candidate
-from flywheel.models import load_router
 from flywheel.serve.runner import TINY_EXAMPLES, train_tiny_router
 
 CATALOG = {name: f"questions about {name}" for name in TINY_EXAMPLES}
@@ -31,7 +31,7 @@ def test_endpoint_candidate_routes_through_the_router_service(router_service, tm
 
 
 def test_endpoint_cost_is_its_reported_token_usage_times_its_prices(router_service, tmp_path):
-    from flywheel.config import load_config
+    from flywheel.core.config import load_config
     from flywheel.evaluate.scoring import candidate_cost
 
     prices = {"usd_per_m_tokens_in": 3.0, "usd_per_m_tokens_out": 15.0, "price_note": "list price, test"}

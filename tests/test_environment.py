@@ -4,7 +4,7 @@ import tomllib
 
 import yaml
 
-from flywheel.config import REPO_ROOT
+from flywheel.core.config import REPO_ROOT
 
 
 def test_environment_yml_mirrors_pyproject():

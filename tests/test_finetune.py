@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 from conftest import ROUTING_PHRASES
 
-from flywheel.config import CandidateConfig
+from flywheel.core.config import CandidateConfig
+from flywheel.core.routers import load_router, resolve_model_source
 from flywheel.finetune.train import train_all, train_candidate
-from flywheel.models import load_router, resolve_model_source
 
 EXPERTS = ["it_help", "hr_benefits", "facilities"]
 PHRASES = ROUTING_PHRASES

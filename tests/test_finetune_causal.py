@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from conftest import ROUTING_PHRASES
 
-from flywheel.config import CandidateConfig
+from flywheel.core.config import CandidateConfig
+from flywheel.core.routers import load_router, read_candidate_card
 from flywheel.finetune.train import train_candidate
-from flywheel.models import load_router, read_candidate_card
 
 CATALOG = {
     "it_help": "Laptops, accounts, VPN.",
@@ -97,7 +97,7 @@ KILLED_TRAINING = """
 import os, signal, sys
 import pandas as pd
 from transformers import TrainerCallback
-from flywheel.config import CandidateConfig
+from flywheel.core.config import CandidateConfig
 from flywheel.finetune.train import train_candidate
 
 class KillAfterCheckpoint(TrainerCallback):
@@ -165,7 +165,7 @@ def test_recipes_validate():
 
 
 def test_hub_id_without_network_is_a_quick_clear_error(monkeypatch, tmp_path):
-    from flywheel.sources import load_causal_lm
+    from flywheel.core.weights import load_causal_lm
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the default: the hub is not asked at all
     with pytest.raises(FileNotFoundError, match="local Hugging Face cache"):

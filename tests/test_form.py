@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from conftest import require_binary
 
-from flywheel.collect.form import FeedbackForm, open_form
-from flywheel.config import REPO_ROOT
-from flywheel.registry import Registry
+from flywheel.core.config import REPO_ROOT
+from flywheel.core.registry import Registry
+from flywheel.core.store import Store, interactions
+from flywheel.serve.form import FeedbackForm, open_form
 from flywheel.serve.records import stored_interaction
 from flywheel.serve.routing import RouterProvider
 from flywheel.serve.runner import train_tiny_router
-from flywheel.store import Store, interactions
 
 EXPERTS = {"it_help": "Laptops, VPN and passwords.", "travel_expenses": "Travel and expenses."}
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from flywheel.collect import ingest as ingest_module
 from flywheel.collect.ingest import ingest
-from flywheel.collect.pii import PiiMasker
-from flywheel.store import Store, interactions
+from flywheel.core.pii import PiiMasker
+from flywheel.core.store import Store, interactions
 
 FAST = PiiMasker(names=False)  # the NER pass has its own tests (test_pii.py); these are about ingestion
 
@@ -320,8 +320,8 @@ KILLABLE = textwrap.dedent(
     """
     import sys
     from flywheel.collect import ingest as m
-    from flywheel.collect.pii import PiiMasker
-    from flywheel.store import Store
+    from flywheel.core.pii import PiiMasker
+    from flywheel.core.store import Store
 
     m.BATCH_SIZE = 25
     store = Store(sys.argv[1])

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flywheel.collect.ingest import ingest, ingest_with_config
-from flywheel.collect.pii import PiiMasker
-from flywheel.config import REPO_ROOT, load_config
-from flywheel.store import Store, interactions, quarantine
+from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.pii import PiiMasker
+from flywheel.core.store import Store, interactions, quarantine
 
 FAST = PiiMasker(names=False)  # the NER pass has its own tests (test_pii.py)
 

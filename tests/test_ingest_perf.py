@@ -124,7 +124,7 @@ def test_phone_gate_passes_every_text_libphonenumber_matches(text):
     """The masker hands libphonenumber only texts with a run of 7 digits: none it finds a number in."""
     import phonenumbers
 
-    from flywheel.collect.pii import PHONE_RUN
+    from flywheel.core.pii import PHONE_RUN
 
     for region in ("US", "GB", "DE"):
         if any(phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flywheel.config import JudgesConfig, load_config
+from flywheel.core.config import JudgesConfig, load_config
 from flywheel.triage.judge_scoring import (
     describe,
     reference_from_reviews,
@@ -175,7 +175,7 @@ def test_out_of_scope_cut_defaults_to_a_quantile_of_satisfactory_neighbour_simil
 
 
 def test_embeddings_are_cached_on_disk(embedder, tmp_path, monkeypatch):
-    import flywheel.embeddings
+    import flywheel.core.embeddings
 
     texts = ["badge not working", "pay slip missing"]
     first = Embedder("minilm-l6", cache_dir=tmp_path)
@@ -186,7 +186,7 @@ def test_embeddings_are_cached_on_disk(embedder, tmp_path, monkeypatch):
     def no_encoder(*args, **kwargs):
         raise AssertionError("the encoder ran although every text was cached")
 
-    monkeypatch.setattr(flywheel.embeddings, "embed", no_encoder)
+    monkeypatch.setattr(flywheel.core.embeddings, "embed", no_encoder)
     again = Embedder("minilm-l6", cache_dir=tmp_path)
     np.testing.assert_allclose(again.encode(texts), vectors, atol=1e-6)
 
@@ -417,7 +417,7 @@ def test_endpoint_malformed_replies_are_counted_unparsed(chat_server):
 def test_llm_judge_against_the_real_router_service(router_service):
     """The project's own OpenAI-compatible service (`flywheel serve`, real uvicorn over a socket) answers
     with an expert's name, not a verdict: every item is retried over HTTP, then counted unparsed."""
-    from flywheel.store import interactions
+    from flywheel.core.store import interactions
 
     logged_before = router_service.store.count(interactions)
     judge = LLMJudge(EndpointChatModel(router_service, "router", timeout_s=30), EXPERTS, max_retries=1)

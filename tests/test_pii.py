@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 
 from flywheel.collect.ingest import ingest_with_config
-from flywheel.collect.pii import PiiMasker, luhn_valid, mask_pii
-from flywheel.config import REPO_ROOT, load_config
+from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.pii import PiiMasker, luhn_valid, mask_pii
+from flywheel.core.store import Store
 from flywheel.demo import phrasebook as pb
-from flywheel.store import Store
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@ that are the config's defaults, and no NER pass where no name can be."""
 
 import pytest
 
-from flywheel.collect import pii
-from flywheel.collect.pii import PiiMasker
-from flywheel.config import REPO_ROOT, PiiConfig, load_config
+from flywheel.core import pii
+from flywheel.core.config import REPO_ROOT, PiiConfig, load_config
+from flywheel.core.pii import PiiMasker
 
 DEMO = load_config(REPO_ROOT / "configs" / "demo.yaml")
 

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flywheel.collect import pii
-from flywheel.collect.pii import PiiMasker, mask_patterns
+from flywheel.core import pii
+from flywheel.core.pii import PiiMasker, mask_patterns
 
 MASKER = PiiMasker(keep_terms=["Vega Toolkit"])
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.collect.pii import PiiMasker
-from flywheel.config import REPO_ROOT, load_config
+from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.pii import PiiMasker
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from flywheel.cli import app
-from flywheel.config import REPO_ROOT
-from flywheel.models import write_candidate_card
-from flywheel.registry import Registry, RegistryError, promotions
-from flywheel.store import Store
+from flywheel.core.config import REPO_ROOT
+from flywheel.core.registry import Registry, RegistryError, promotions
+from flywheel.core.routers import write_candidate_card
+from flywheel.core.store import Store
 
 
 def candidate(tmp_path, name: str):

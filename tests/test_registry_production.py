@@ -16,14 +16,14 @@ from openai import OpenAI
 from typer.testing import CliRunner
 
 from flywheel.cli import app
-from flywheel.collect.form import FeedbackForm
-from flywheel.config import REPO_ROOT, EndpointConfig, load_config
-from flywheel.models import write_candidate_card
-from flywheel.registry import PRODUCTION, Registry, RegistryError
+from flywheel.core.config import REPO_ROOT, EndpointConfig, load_config
+from flywheel.core.registry import PRODUCTION, Registry, RegistryError
+from flywheel.core.routers import write_candidate_card
+from flywheel.core.store import Store
 from flywheel.serve.app import create_app
+from flywheel.serve.form import FeedbackForm
 from flywheel.serve.routing import ProductionServing, RouterProvider, provider_for
 from flywheel.serve.runner import TINY_EXAMPLES, serve_in_thread, train_tiny_router
-from flywheel.store import Store
 
 CATALOG = {name: f"questions about {name}" for name in TINY_EXAMPLES}
 

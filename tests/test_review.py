@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from flywheel.config import ReviewConfig
+from flywheel.core.config import ReviewConfig
 from flywheel.triage.ground_truth import majority_labels
 from flywheel.triage.panel import SimulatedPanel
 from flywheel.triage.review import (

@@ -9,9 +9,9 @@ import pytest
 import torch
 from test_finetune_causal import CATALOG, split_task, tiny
 
-from flywheel.causal import CausalLMRouter, decisive_lengths, parse_expert
+from flywheel.core.inference import CausalLMRouter, decisive_lengths, parse_expert
+from flywheel.core.routers import load_router, read_candidate_card
 from flywheel.finetune.train import train_candidate
-from flywheel.models import load_router, read_candidate_card
 
 
 @pytest.fixture(autouse=True)
@@ -98,8 +98,8 @@ def test_scoring_and_generation_agree(tiny_full):
 def test_lora_adapter_saves_reloads_and_predicts_identically(tiny_full, tmp_path):
     from peft import PeftModel
 
-    from flywheel.causal import CausalLMRouter, RoutingPrompt
-    from flywheel.sources import load_causal_lm
+    from flywheel.core.inference import CausalLMRouter, RoutingPrompt
+    from flywheel.core.weights import load_causal_lm
 
     train, test = split_task()
     # LoRA on top of the fine-tuned tiny model (a local folder as the model source), labels flipped so the
@@ -159,8 +159,8 @@ def test_parse_expert():
 
 
 def test_routing_prompt_is_short_and_names_every_expert():
-    from flywheel.causal import RoutingPrompt
-    from flywheel.config import load_config
+    from flywheel.core.config import load_config
+    from flywheel.core.inference import RoutingPrompt
 
     experts = load_config("configs/demo.yaml").experts
     short, long = RoutingPrompt(experts), RoutingPrompt(experts, style="long")
@@ -174,7 +174,7 @@ def test_routing_prompt_is_short_and_names_every_expert():
 
 def test_eval_scores_causal_candidates(tiny_full, tmp_path):
     """evaluate_all loads the causal candidate through load_router and times it like any other."""
-    from flywheel.config import load_config
+    from flywheel.core.config import load_config
     from flywheel.evaluate.report import evaluate_all
 
     config = load_config("configs/test.yaml").model_copy(update={"experts": CATALOG})

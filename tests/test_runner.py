@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from flywheel import cycle
-from flywheel.runs import RunDir
+from flywheel.core.runs import RunDir
 
 CONFIG = cycle.REPO_ROOT / "configs" / "test.yaml"
 

@@ -9,14 +9,14 @@ import openai
 import pytest
 from openai import OpenAI
 
-from flywheel.models import read_candidate_card, write_candidate_card
-from flywheel.registry import Registry
-from flywheel.schema import Interaction
+from flywheel.core.registry import Registry
+from flywheel.core.routers import read_candidate_card, write_candidate_card
+from flywheel.core.schema import Interaction
+from flywheel.core.store import Store
 from flywheel.serve.app import create_app
 from flywheel.serve.records import stored_interaction
 from flywheel.serve.routing import ActiveRouter, RouterProvider
 from flywheel.serve.runner import TINY_EXAMPLES, serve_in_thread, train_tiny_router
-from flywheel.store import Store
 
 
 @pytest.fixture

@@ -18,13 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai import OpenAI
 
-from flywheel.config import REPO_ROOT, PiiConfig
-from flywheel.registry import Registry
+from flywheel.core.config import REPO_ROOT, PiiConfig
+from flywheel.core.registry import Registry
+from flywheel.core.store import Store, interactions
 from flywheel.serve.app import create_app
 from flywheel.serve.records import stored_interaction
 from flywheel.serve.routing import RouterProvider
 from flywheel.serve.runner import serve_in_thread, train_tiny_router
-from flywheel.store import Store, interactions
 
 INTERNALS = (
     "Traceback",
@@ -505,7 +505,7 @@ def test_flywheel_serve_masks_with_the_configs_settings_end_to_end(tmp_path, tin
 
 
 def test_the_feedback_form_masks_with_the_configs_masker(store, tiny_model):
-    from flywheel.collect.form import FeedbackForm
+    from flywheel.serve.form import FeedbackForm
 
     form = FeedbackForm(store, RouterProvider(Registry(store), tiny_model), {}, user="dana", pii=PII)
     form.question.value = "badge ACME-1234 does not open the door"

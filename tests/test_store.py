@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from conftest import good_record
 
 from flywheel.collect.ingest import content_hash, ingest, to_row
-from flywheel.schema import Interaction
-from flywheel.store import IN_CHUNK, Store, feedback, interactions, metadata, quarantine, reviews
+from flywheel.core.schema import Interaction
+from flywheel.core.store import IN_CHUNK, Store, feedback, interactions, metadata, quarantine, reviews
 
 
 def row(i, **overrides):

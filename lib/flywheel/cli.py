@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flywheel.config import REPO_ROOT, load_config
+from flywheel.core.config import REPO_ROOT, load_config
 
 app = typer.Typer(
     help="Research workbench for LLM data flywheels.", no_args_is_help=True, add_completion=False
@@ -75,7 +75,7 @@ def ingest(
 ) -> None:
     """Ingest log files into the store; prints one JSON line of counts."""
     from flywheel.collect.ingest import ingest_with_config
-    from flywheel.store import Store
+    from flywheel.core.store import Store
 
     cfg = load_config(config)
     url = store or cfg.store_url(runs_dir)
@@ -85,7 +85,7 @@ def ingest(
 
 
 # Stage commands defined in their own modules are registered here, one line each.
-from flywheel.triage.argilla_server import app as argilla_app  # noqa: E402
+from flywheel.argilla.server import app as argilla_app  # noqa: E402
 
 app.add_typer(argilla_app, name="argilla")
 from flywheel.triage.review import review_cli  # noqa: E402  (review import)

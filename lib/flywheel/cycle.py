@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flywheel.config import REPO_ROOT, load_config
-from flywheel.runs import STAGES, RunDir, atomic_write_text, git_commit, now_iso, package_versions
+from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.runs import STAGES, RunDir, atomic_write_text, git_commit, now_iso, package_versions
 
 NOTEBOOKS = {
     "01_collect": "notebooks/01_collect/collect.ipynb",
@@ -199,7 +199,7 @@ def review_waiting_line(run: RunDir) -> str:
 def _review_still_awaited(run: RunDir, log: Callable[[str], None]) -> bool:
     """Before re-running a paused triage: are records still unanswered? Asks Argilla for the progress
     (starting the embedded server if it is down) and records it; re-running the notebook then waits."""
-    from flywheel.context import open_stage
+    from flywheel.core.context import open_stage
     from flywheel.triage.review import awaiting_review, open_review
 
     stage = open_stage(run.path)
@@ -217,7 +217,7 @@ def _embedded_argilla_accounted(run: RunDir, log: Callable[[str], None]) -> Iter
     """Stop the embedded Argilla server at the end if this cycle started it, in this invocation or in an
     earlier one that paused for review (the manifest's `services.argilla` says so); otherwise say plainly
     that it is still running and how to stop it. A paused cycle leaves it up for the experts."""
-    from flywheel.triage import argilla_server
+    from flywheel.argilla import server as argilla_server
 
     was_running = argilla_server.is_running()
     try:

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from scipy.stats import chi2_contingency
 from statsmodels.stats.proportion import proportions_ztest
 
-from flywheel.store import Store
+from flywheel.core.store import Store
 
 
 def _windows(timestamps: pd.Series, window: str) -> pd.Series:

@@ -1,7 +1,7 @@
 """Streaming ingestion of interaction logs into the store.
 
 Reads JSONL (optionally gzipped) and Parquet files, or folders of them, in batches; validates each record
-against the log schema (`flywheel.schema`: our `Interaction`, a separate `FeedbackRecord`, or the NVIDIA
+against the log schema (`flywheel.core.schema`: our `Interaction`, a separate `FeedbackRecord`, or the NVIDIA
 blueprint's `BlueprintRecord`), masks PII in batches with the one configured masker and writes each batch
 in one transaction: memory stays flat whatever the file size. Every record read ends up counted exactly
 once: accepted, duplicate, or quarantined with a reason. Nothing one record or file holds can stop the
@@ -33,9 +33,9 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
-from flywheel.collect.pii import PiiMasker
-from flywheel.schema import BlueprintRecord, FeedbackRecord, Interaction, record_kind
-from flywheel.store import Store, utcnow
+from flywheel.core.pii import PiiMasker
+from flywheel.core.schema import BlueprintRecord, FeedbackRecord, Interaction, record_kind
+from flywheel.core.store import Store, utcnow
 
 BATCH_SIZE = 1000
 BATCH_BYTES = 32 * 2**20  # a batch of huge records is written early: memory stays bounded
@@ -278,7 +278,7 @@ def mask_unique(masker: PiiMasker, texts: Sequence[str], names: bool = True) -> 
 
 def _message_parts(request: dict[str, Any], roles: tuple[str, ...] | None = None) -> list[str]:
     """The texts of the request's messages (of `roles`, default all), in order; a content-parts message
-    gives one text per text part. The request passed `flywheel.schema.check_messages`."""
+    gives one text per text part. The request passed `flywheel.core.schema.check_messages`."""
     texts = []
     for m in request["messages"]:
         if roles is None or m.get("role") in roles:
@@ -669,7 +669,7 @@ def ingest(
 def ingest_with_config(
     store: Store, paths: Iterable[str | Path], config, progress: bool = True
 ) -> IngestReport:
-    """`ingest` with the PII settings (`collect.pii`) and question limit of a `flywheel.config.Config`."""
+    """`ingest` with the PII settings (`collect.pii`) and question limit of a `Config`."""
     pii = config.collect.pii
     masker = PiiMasker.from_config(pii)
     return ingest(store, paths, progress, masker, pii.keep_original, config.collect.max_query_chars)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from flywheel.embeddings import embed
-from flywheel.store import Store, utcnow
+from flywheel.core.embeddings import embed
+from flywheel.core.store import Store, utcnow
 
 KINDS = ("retry", "rephrase", "escalation")
 _SPACES = re.compile(r"\s+")

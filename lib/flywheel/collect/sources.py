@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from flywheel.collect.ingest import log_files
-from flywheel.config import Config, load_config
-from flywheel.runs import RunDir, file_sha256
+from flywheel.core.config import Config, load_config
+from flywheel.core.runs import RunDir, file_sha256
 
 DEMO_WORLDS = "demo-worlds"
 LEGACY_DEMO_FOLDER = "demo_world"  # inside the run directory, before raw logs were kept out of it

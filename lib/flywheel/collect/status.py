@@ -25,8 +25,8 @@ def status(
 ) -> None:
     """Print whether a new cycle should run (new feedback since the last cycle, or drift)."""
     from flywheel.collect.drift import cycle_status
-    from flywheel.config import REPO_ROOT, load_config
-    from flywheel.store import Store
+    from flywheel.core.config import REPO_ROOT, load_config
+    from flywheel.core.store import Store
 
     if not config.exists() and (REPO_ROOT / config).exists():
         config = REPO_ROOT / config

@@ -50,7 +50,7 @@ def quarantine_report(quarantine: pd.DataFrame) -> pd.DataFrame:
 
 def masked_samples(frame: pd.DataFrame, n: int = 8, seed: int = 0) -> pd.DataFrame:
     """Masked questions that had PII in them (they hold a placeholder such as [EMAIL]); never the raw text."""
-    from flywheel.collect.pii import PLACEHOLDERS
+    from flywheel.core.pii import PLACEHOLDERS
 
     pattern = "|".join(p.replace("[", r"\[").replace("]", r"\]") for p in PLACEHOLDERS)
     hits = frame[frame["query_masked"].str.contains(pattern, regex=True)]

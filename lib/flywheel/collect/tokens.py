@@ -25,7 +25,7 @@ def load_tokenizer():
     else from the GGUF file once (a few seconds) and cached beside the converted models."""
     from tokenizers import Tokenizer
 
-    from flywheel.sources import model_cache_dir, smollm2_gguf_path
+    from flywheel.core.weights import model_cache_dir, smollm2_gguf_path
 
     for path in (
         model_cache_dir() / "smollm2-135m-instruct" / "tokenizer.json",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from flywheel.schema import Interaction
+from flywheel.core.schema import Interaction
 
 
 def _queries(logs_path: Path | str) -> dict[str, str]:

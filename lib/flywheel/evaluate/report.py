@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from flywheel.config import Config
+from flywheel.core.config import Config
+from flywheel.core.routers import load_router
+from flywheel.core.runs import RunDir, atomic_write_json, now_iso
 from flywheel.evaluate.metrics import confusion, per_expert_report
 from flywheel.evaluate.plots import (
     plot_accuracy_vs_cost,
@@ -17,8 +19,6 @@ from flywheel.evaluate.plots import (
 )
 from flywheel.evaluate.promote import PromotionRule, choose_promotion
 from flywheel.evaluate.scoring import BASELINE, baseline_row, candidate_row, headline_table
-from flywheel.models import load_router
-from flywheel.runs import RunDir, atomic_write_json, now_iso
 
 
 @dataclass
@@ -103,7 +103,7 @@ def record_promotion(
     run: RunDir, store, evaluation: Evaluation, candidate_dirs: dict[str, Path]
 ) -> dict | None:
     """Put the promoted candidate into the registry (the router service then serves it)."""
-    from flywheel.registry import Registry, default_export_path
+    from flywheel.core.registry import Registry, default_export_path
 
     name = evaluation.decision["promoted"]
     if name is None:

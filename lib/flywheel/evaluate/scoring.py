@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from flywheel.config import EvalConfig
+from flywheel.core.config import EvalConfig
+from flywheel.core.routers import Router, model_size
 from flywheel.evaluate.cost import cost_per_1k_from_hardware, cost_per_1k_from_tokens
 from flywheel.evaluate.metrics import accuracy_with_ci, latency_stats, mcnemar_paired
-from flywheel.models import Router, model_size
 
 BASELINE = "baseline"
 THROUGHPUT_BATCH = 32

@@ -13,9 +13,9 @@ import json
 
 import yaml
 
-from flywheel.config import load_config
+from flywheel.core.config import load_config
+from flywheel.core.runs import RunDir
 from flywheel.finetune.train import finetune_run
-from flywheel.runs import RunDir
 
 
 def parse_sets(items: list[str]) -> dict:

@@ -11,8 +11,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from flywheel.config import CandidateConfig
-from flywheel.models import resolve_model_source, write_candidate_card
+from flywheel.core.config import CandidateConfig
+from flywheel.core.routers import resolve_model_source, write_candidate_card
 
 
 def peak_rss_mb() -> float:
@@ -33,7 +33,7 @@ def train_candidate(
 
     `experts`: the catalog (name -> description; a list of names also works). A causal-LM candidate killed
     mid-training resumes from its last checkpoint; other half-written candidates are retrained."""
-    from flywheel.finetune.causal import last_checkpoint
+    from flywheel.finetune.sft import last_checkpoint
 
     out_dir = Path(out_dir)
     catalog = dict(experts) if isinstance(experts, dict) else dict.fromkeys(experts, "")
@@ -44,7 +44,7 @@ def train_candidate(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if candidate.kind == "causal_lm":
-        from flywheel.finetune.causal import train_causal
+        from flywheel.finetune.sft import train_causal
 
         record = train_causal(candidate, train, catalog, out_dir, seed, callbacks)
         if not record:  # not the main process of a multi-GPU launch: it writes nothing

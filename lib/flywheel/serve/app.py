@@ -45,8 +45,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flywheel.config import PiiConfig
-from flywheel.schema import Feedback
+from flywheel.core.config import PiiConfig
+from flywheel.core.schema import Feedback
+from flywheel.core.store import Store
 from flywheel.serve.records import (
     UNROUTABLE,
     InteractionLog,
@@ -62,7 +63,6 @@ from flywheel.serve.records import (
     usage,
 )
 from flywheel.serve.routing import ActiveRouter, NoRouterAvailable, RouterProvider
-from flywheel.store import Store
 
 log = logging.getLogger("flywheel.serve")
 

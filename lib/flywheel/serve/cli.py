@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flywheel.config import REPO_ROOT, load_config
+from flywheel.core.config import REPO_ROOT, load_config
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="cycle config (YAML)")]
@@ -18,8 +18,8 @@ RunsOption = Annotated[Path, typer.Option(help="runs folder (the default store a
 
 
 def _registry(config: Path, store: str | None, runs_dir: Path):
-    from flywheel.registry import Registry, default_export_path
-    from flywheel.store import Store
+    from flywheel.core.registry import Registry, default_export_path
+    from flywheel.core.store import Store
 
     cfg = load_config(config)
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,7 @@ def promote(
 ) -> None:
     """Promote a trained candidate, roll back to the previous one (from the first promotion: to the
     production model), or show the registry (JSON on stdout; who is serving also on stderr)."""
-    from flywheel.registry import RegistryError
+    from flywheel.core.registry import RegistryError
 
     chosen = sum([artifact is not None, rollback, show])
     if chosen != 1:

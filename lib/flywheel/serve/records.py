@@ -1,7 +1,7 @@
 """One routed question as a chat.completion object and as an interaction record in the log schema, and the
 service's one writer that puts those records into the store.
 
-The service and the feedback form write what a production router would log (`flywheel.schema.Interaction`),
+The service and the feedback form write what a production router would log (`core.schema.Interaction`),
 through the same validation, PII masker and row builder as file ingestion (`flywheel.collect.ingest.to_rows`,
 masking with `PiiMasker.from_config(config.collect.pii)`): their traffic looks exactly like ingested traffic
 downstream, and no text reaches the store unmasked.
@@ -34,10 +34,10 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from flywheel.collect.ingest import content_hash, to_rows
-from flywheel.collect.pii import PiiMasker
-from flywheel.config import PiiConfig
-from flywheel.schema import Feedback, Interaction
-from flywheel.store import Store, interactions
+from flywheel.core.config import PiiConfig
+from flywheel.core.pii import PiiMasker
+from flywheel.core.schema import Feedback, Interaction
+from flywheel.core.store import Store, interactions
 
 log = logging.getLogger("flywheel.serve")
 

@@ -8,9 +8,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.config import REPO_ROOT, Config, EndpointConfig
-from flywheel.models import EndpointRouter, Router, load_router
-from flywheel.registry import PRODUCTION, Registry
+from flywheel.core.config import REPO_ROOT, Config, EndpointConfig
+from flywheel.core.registry import PRODUCTION, Registry
+from flywheel.core.routers import EndpointRouter, Router, load_router
 
 
 class NoRouterAvailable(RuntimeError):

@@ -39,7 +39,7 @@ def train_tiny_router(folder: str | Path, name: str = "tiny-tfidf", seed: int = 
     """Train the tiny TF-IDF router into `folder` (a trained candidate folder with candidate.json)."""
     import pandas as pd
 
-    from flywheel.config import CandidateConfig
+    from flywheel.core.config import CandidateConfig
     from flywheel.finetune.train import train_candidate
 
     rows = [(text, label) for label, texts in TINY_EXAMPLES.items() for text in texts]

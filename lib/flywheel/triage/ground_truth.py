@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from flywheel.runs import atomic_write_json
+from flywheel.core.runs import atomic_write_json
 from flywheel.triage.panel import AMBIGUOUS
 
 SPLIT_COLUMNS = [
@@ -112,7 +112,7 @@ def build_ground_truth(
     near_removed = 0
     if near_duplicate_threshold is not None and len(deduped):
         if embed is None:
-            from flywheel.causal import embed_texts as embed
+            from flywheel.core.inference import embed_texts as embed
         vectors = np.asarray(embed(deduped["text"].tolist()))
         groups = near_duplicate_groups(vectors, near_duplicate_threshold)
         keep = ~pd.Series(groups).duplicated().to_numpy()  # the first text of each group stays

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from flywheel.endpoints import EndpointChatModel
+from flywheel.core.endpoints import EndpointChatModel
 
 if TYPE_CHECKING:
-    from flywheel.config import Config, EmbeddingJudgeConfig, LLMJudgeConfig
+    from flywheel.core.config import Config, EmbeddingJudgeConfig, LLMJudgeConfig
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Embedder:
         max_length: int = 128,
         cache_dir: str | Path | None = None,
     ):
-        from flywheel.models import resolve_model_source
+        from flywheel.core.routers import resolve_model_source
 
         self.model = model
         self.folder = resolve_model_source(model)
@@ -96,7 +96,7 @@ class Embedder:
         keys = [self._key(t) for t in texts]
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._cache}.items())
         if missing:
-            from flywheel.embeddings import embed
+            from flywheel.core.embeddings import embed
 
             vectors = embed([t for _, t in missing], self.model, self.batch_size, self.max_length)
             for (key, _), vector in zip(missing, vectors, strict=True):
@@ -269,7 +269,7 @@ class LocalChatModel:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from flywheel.models import resolve_model_source
+        from flywheel.core.routers import resolve_model_source
 
         folder = resolve_model_source(source)
         self.name = Path(source).name

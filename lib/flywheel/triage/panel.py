@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flywheel.store import utcnow
+from flywheel.core.store import utcnow
 
 OUT_OF_SCOPE = "out_of_scope"
 AMBIGUOUS = "ambiguous"

@@ -43,7 +43,7 @@ from typing import Any
 import pandas as pd
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from flywheel.store import Store, utcnow
+from flywheel.core.store import Store, utcnow
 from flywheel.triage.panel import AMBIGUOUS, OUT_OF_SCOPE, SIMULATED_PREFIX
 
 QUESTION_EXPERT = "correct_expert"
@@ -454,7 +454,7 @@ def open_review(config: Any, store: Store, log: Callable[[str], None] = print) -
             raise RuntimeError(f"{review.argilla_url_env} is set but {review.argilla_api_key_env} is not")
         target = ReviewTarget(url.rstrip("/"), api_key, review.workspace, dataset, embedded=False)
     else:
-        from flywheel.triage import argilla_server
+        from flywheel.argilla import server as argilla_server
 
         info = argilla_server.up(log=log)
         how = f"started in {info.seconds:.1f} s" if info.started else "already running"
@@ -772,8 +772,8 @@ def review_cli() -> Any:  # built on demand so that importing this module does n
     ) -> None:
         """Submit labels as the reviewers' own answers in the review dataset, then pull them into the store;
         prints one JSON line of counts. Bad rows go to the rejects file with a reason; safe to repeat."""
-        from flywheel.config import REPO_ROOT, load_config
-        from flywheel.triage import argilla_server
+        from flywheel.argilla import server as argilla_server
+        from flywheel.core.config import REPO_ROOT, load_config
 
         cfg = load_config(config or REPO_ROOT / "configs" / "demo.yaml")
         the_store = Store(store or cfg.store_url(runs_dir))

@@ -90,8 +90,8 @@ def parse_expert(text: str, experts: list[str]) -> str | None:
 
 
 def embed_texts(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """L2-normalised MiniLM sentence embeddings (see flywheel.embeddings)."""
-    from flywheel.embeddings import embed
+    """L2-normalised MiniLM sentence embeddings (see flywheel.core.embeddings)."""
+    from flywheel.core.embeddings import embed
 
     return embed(texts, batch_size=batch_size)
 
@@ -375,7 +375,7 @@ def load_causal_router(folder: Path, card: dict, decision: str | None = None) ->
     "source" (zero/few-shot: the named source, untouched)."""
     import torch
 
-    from flywheel.sources import load_causal_lm
+    from flywheel.core.weights import load_causal_lm
 
     folder = Path(folder)
     on_gpu = torch.cuda.is_available()

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 class _Strict(BaseModel):
@@ -84,7 +84,7 @@ class SignalsConfig(_Strict):
 
     window_minutes: float = Field(default=10.0, gt=0, description="how soon a follow-up counts")
     rephrase_similarity: float = Field(default=0.75, gt=0, le=1, description="MiniLM cosine for a rephrase")
-    model: str = Field(default="minilm-l6", description="embedding model source (flywheel.models)")
+    model: str = Field(default="minilm-l6", description="embedding model source (flywheel.core.routers)")
     escalation_pattern: str = Field(
         default=(
             r"\b(?:talk|speak|chat|connect|escalate|transfer|put)\b.{0,30}?"
@@ -207,7 +207,7 @@ class EndpointConfig(_Strict):
 class CandidateConfig(_Strict):
     """One small model to train: a model source, a method and its hyper-parameters.
 
-    kind=causal_lm (trl SFT, see flywheel.finetune.causal): methods lora / full / prompt_tuning train;
+    kind=causal_lm (trl SFT, see flywheel.finetune.sft): methods lora / full / prompt_tuning train;
     zero_shot / few_shot need no training. `decision` says how the router decides (label scoring or greedy
     generation); `gradient_checkpointing: null` means the hardware default (off on CPU)."""
 

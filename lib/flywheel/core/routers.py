@@ -26,9 +26,9 @@ class Router(Protocol):
 
 
 def resolve_model_source(source: str) -> Path:
-    """A model source name from MODEL_SOURCES or flywheel.sources (causal LMs: built or converted once and
+    """A model source name from MODEL_SOURCES or core.weights (causal LMs: built or converted once and
     cached), or a local folder. Never reaches for a hub."""
-    from flywheel.sources import CAUSAL_SOURCES, resolve_causal_source
+    from flywheel.core.weights import CAUSAL_SOURCES, resolve_causal_source
 
     if source in CAUSAL_SOURCES:
         return Path(resolve_causal_source(source))
@@ -110,8 +110,8 @@ class EndpointRouter:
     the catalog's descriptions); an answer naming no single expert is None, counted wrong."""
 
     def __init__(self, name: str, endpoint: dict, experts: dict[str, str]):
-        from flywheel.causal import RoutingPrompt
-        from flywheel.endpoints import EndpointChatModel
+        from flywheel.core.endpoints import EndpointChatModel
+        from flywheel.core.inference import RoutingPrompt
 
         self.name = name
         self.prompt = RoutingPrompt(experts, style="long")
@@ -126,7 +126,7 @@ class EndpointRouter:
         self.price_note = endpoint.get("price_note") or "the endpoint's configured token prices"
 
     def predict(self, texts: list[str]) -> list[str | None]:
-        from flywheel.causal import parse_expert
+        from flywheel.core.inference import parse_expert
 
         return [parse_expert(self.client.complete(self.prompt.messages(t)), self.prompt.names) for t in texts]
 
@@ -149,7 +149,7 @@ def load_router(folder: str | Path) -> Router:
     if card["kind"] == "encoder_classifier":
         return EncoderRouter(card["name"], folder / "model", card["labels"], card["max_length"])
     if card["kind"] == "causal_lm":
-        from flywheel.causal import load_causal_router
+        from flywheel.core.inference import load_causal_router
 
         return load_causal_router(folder, card)
     if card["kind"] == "endpoint":

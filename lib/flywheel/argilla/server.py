@@ -4,7 +4,7 @@
 
 * a virtualenv of its own (`~/.cache/flywheel/argilla-venv`, or `FLYWHEEL_ARGILLA_VENV`) from the exact pins
   in `argilla_requirements.txt` — the server's pins conflict with transformers 5, so it never shares ours;
-* SQLite for its database and `argilla_search_engine.py` (in this folder) as its search engine, so neither
+* SQLite for its database and `search_engine.py` (in this folder) as its search engine, so neither
   Elasticsearch nor OpenSearch is needed;
 * Redis for background jobs: Debian's `redis-server` on a private unix socket plus one rq worker when present,
   otherwise an in-process fakeredis (with a warning: background jobs then never run);
@@ -43,8 +43,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "argilla_requirements.txt"
-PLUGIN = HERE / "argilla_search_engine.py"
-ENGINE_NAME = "flywheel-sql"  # must match argilla_search_engine.ENGINE_NAME
+PLUGIN = HERE / "search_engine.py"
+ENGINE_NAME = "flywheel-sql"  # must match search_engine.ENGINE_NAME
 SERVER_VERSION = "2.8.0"
 DEFAULT_PORT = 6900
 HOST = "127.0.0.1"

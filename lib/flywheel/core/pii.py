@@ -54,7 +54,7 @@ import phonenumbers
 from stdnum import luhn
 from stdnum.us import ssn
 
-from flywheel.config import PiiConfig
+from flywheel.core.config import PiiConfig
 
 DEFAULTS = PiiConfig()  # PiiMasker() and PiiMasker.from_config(PiiConfig()) are the same masker
 EMPLOYEE_ID = re.compile(DEFAULTS.employee_id_pattern)

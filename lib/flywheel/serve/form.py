@@ -16,8 +16,9 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from flywheel.config import PiiConfig, load_config
-from flywheel.registry import Registry, default_export_path
+from flywheel.core.config import PiiConfig, load_config
+from flywheel.core.registry import Registry, default_export_path
+from flywheel.core.store import Store
 from flywheel.serve.records import (
     UNROUTABLE,
     RecordRejected,
@@ -29,7 +30,6 @@ from flywheel.serve.records import (
     store_interaction,
 )
 from flywheel.serve.routing import NoRouterAvailable, RouterProvider, provider_for
-from flywheel.store import Store
 
 SOURCE = "feedback-form"
 

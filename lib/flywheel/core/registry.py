@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from flywheel.models import read_candidate_card
-from flywheel.runs import atomic_write_json
-from flywheel.store import Store, metadata, utcnow
+from flywheel.core.routers import read_candidate_card
+from flywheel.core.runs import atomic_write_json
+from flywheel.core.store import Store, metadata, utcnow
 
 promotions = sa.Table(
     "promotions",

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from flywheel.causal import FewShotSelector, RoutingPrompt, embed_texts
-from flywheel.config import CandidateConfig
-from flywheel.models import write_candidate_card
-from flywheel.sources import load_causal_lm
+from flywheel.core.config import CandidateConfig
+from flywheel.core.inference import FewShotSelector, RoutingPrompt, embed_texts
+from flywheel.core.routers import write_candidate_card
+from flywheel.core.weights import load_causal_lm
 
 
 def hardware_defaults(candidate: CandidateConfig) -> dict:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.config import Config, load_config
-from flywheel.runs import RunDir, open_run
-from flywheel.store import Store
+from flywheel.core.config import Config, load_config
+from flywheel.core.runs import RunDir, open_run
+from flywheel.core.store import Store
 
 
 @dataclass

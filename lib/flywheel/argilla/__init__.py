@@ -1,0 +1,1 @@
+"""The embedded Argilla server (a service) and its search plug-in."""
