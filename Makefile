@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/demo.yaml
 
-.PHONY: setup system-deps argilla-venv cycle test test-slow lint format clean-runs bench
+.PHONY: setup system-deps argilla-venv cycle test test-unit test-integration test-slow lint format clean-runs bench
 
 setup: $(STAMP) system-deps
 
@@ -31,15 +31,30 @@ $(STAMP): pyproject.toml
 cycle: setup
 	$(BIN)/flywheel cycle --config $(CONFIG)
 
+# Style, the layer contracts of pyproject's [tool.importlinter] (a stage importing another fails here), and
+# notebooks committed without outputs.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/nbstripout --verify notebooks/*/*.ipynb
 
+# Test tiers (markers set from the fixtures a test uses, tests/conftest.py): unit, integration (real
+# services), notebooks (papermill cycles); slow (demo-size real models) is not in `make test`.
 test: lint argilla-venv
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" --durations=15
 
-test-slow: setup
-	$(BIN)/pytest -m slow
+# The fast loop: no service, server process or notebook kernel.
+test-unit: $(STAMP)
+	$(BIN)/pytest -m "unit and not slow"
+
+# Real services (Argilla, PostgreSQL, Chromium, the router service) and the papermill cycles.
+test-integration: setup argilla-venv
+	$(BIN)/pytest -m "(integration or notebooks) and not slow"
+
+# Demo-size real models: a whole demo cycle with asserted accuracy bands, the benchmarks at tiny size.
+test-slow: setup argilla-venv
+	$(BIN)/pytest -m slow --durations=15
 
 format: setup
 	$(BIN)/ruff check --fix .

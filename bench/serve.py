@@ -29,7 +29,10 @@ from flywheel.core.routers import load_router
 from flywheel.core.store import Store
 from flywheel.serve.app import create_app
 from flywheel.serve.routing import RouterProvider
-from flywheel.serve.runner import TINY_EXAMPLES, serve_in_thread, train_tiny_router
+from flywheel.serve.runner import serve_in_thread
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests/ helpers
+from tests.tiny_router import TINY_EXAMPLES, train_tiny_router
 
 QUESTIONS = [text for texts in TINY_EXAMPLES.values() for text in texts]
 

@@ -295,8 +295,9 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
+    from tests.tiny_router import train_tiny_router
+
     from bench.ingest import write_records
-    from flywheel.serve.runner import train_tiny_router
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -49,7 +49,7 @@ def measure(setup: str, train: pd.DataFrame, experts: dict, args) -> dict:
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from flywheel.core.inference import RoutingPrompt
+    from flywheel.core.prompts import RoutingPrompt
     from flywheel.core.weights import load_causal_lm
     from flywheel.finetune.sft import sft_dataset
 

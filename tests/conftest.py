@@ -1,11 +1,63 @@
 import contextlib
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# --- Test tiers ---------------------------------------------------------------------------------------
+# Every test gets exactly one of `unit`, `integration`, `notebooks` (plus `slow`), from the fixtures it
+# uses, so the tier cannot drift from what the test starts. A test that starts a service or a kernel does
+# it through one of these fixtures (directly or through a fixture that uses it); tests never mark tiers.
+NOTEBOOK_FIXTURES = {"jupyter_kernel"}  # papermill executes notebooks (cycles also start Argilla)
+INTEGRATION_FIXTURES = {
+    "router_service",  # the router service under uvicorn
+    "serve_app",  # any app served over a real socket
+    "free_port",  # a server process the test starts itself (flywheel serve, Voilà)
+    "pg_cluster",  # PostgreSQL
+    "redis_server",  # the embedded Argilla server (its background jobs need Redis)
+    "chromium",  # a headless browser
+    "bench_script",  # benchmark scripts in subprocesses (they start servers and worker processes)
+}
+SLOW_FIXTURES = {"demo_cycle", "bench_script"}  # demo-size real models; the benchmarks (minutes)
+TIERS = ("unit", "integration", "notebooks")
+
+
+def tier_of(item: pytest.Item) -> str:
+    used = set(getattr(item, "fixturenames", ()))
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if used & NOTEBOOK_FIXTURES:
+        return "notebooks"
+    if used & INTEGRATION_FIXTURES or params.get("any_store") == "postgresql":  # it takes pg_cluster
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        marked = [m.name for m in item.iter_markers() if m.name in (*TIERS, "slow")]
+        if marked:
+            raise pytest.UsageError(
+                f"{item.nodeid}: marked {marked[0]!r} by hand; tiers come from fixtures (tests/conftest.py)"
+            )
+        item.add_marker(tier_of(item))
+        if set(getattr(item, "fixturenames", ())) & SLOW_FIXTURES:
+            item.add_marker("slow")
+
+
+def wait_until(condition, timeout: float = 60, what: str = "the condition", every: float = 0.05):
+    """Poll `condition` until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
 
 
 # A small separable routing task shared by the training tests: four requests per expert.
@@ -91,7 +143,6 @@ def store(tmp_path):
 def require_binary(path_or_name: str, why: str) -> str:
     """The path of a system binary a test needs. Missing: skip on a developer machine, fail in CI
     (CI=true), where `make test` has installed it (scripts/system_deps.sh)."""
-    import os
     import shutil
 
     found = shutil.which(path_or_name) or (path_or_name if os.path.exists(path_or_name) else None)
@@ -104,15 +155,92 @@ def require_binary(path_or_name: str, why: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def jupyter_kernel():
+    """The workbench's Jupyter kernel, which papermill runs the notebooks in (`make setup` installs it)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec("flywheel")
+    except NoSuchKernel:
+        pytest.fail("the `flywheel` Jupyter kernel is not installed: run `make setup`")
+    return "flywheel"
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """The redis-server binary that the embedded Argilla server's background jobs need."""
+    return require_binary("redis-server", "Argilla's background jobs")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium and its ChromeDriver: `(browser_path, driver_path)`."""
+    return (
+        require_binary("/usr/bin/chromium", "the browser tests"),
+        require_binary("/usr/bin/chromedriver", "the browser tests"),
+    )
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free local port for a server process the test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    """`with serve_app(app) as base_url:` serves an ASGI app with uvicorn on a free port, in a thread."""
+    from flywheel.serve.runner import serve_in_thread
+
+    return serve_in_thread
+
+
+@pytest.fixture
+def bench_script():
+    """Runs a benchmark (`bench_script("bench/x.py", *args)`, `bench_script("-m", "bench", ...)`) and returns
+    the last line it printed."""
+
+    def run(*args: str, timeout: int = 600) -> str:
+        done = subprocess.run(
+            [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def demo_cycle(tmp_path_factory, jupyter_kernel, redis_server):
+    """One whole demo cycle (`flywheel cycle --config configs/demo.yaml`: 1,200 interactions, the demo's real
+    candidates trained at full size; ~10 min on 2 CPU cores) into a temporary runs folder, with its own
+    Argilla state. Yields the run directory."""
+    runs = tmp_path_factory.mktemp("demo-runs")
+    env = {**os.environ, "FLYWHEEL_ARGILLA_HOME": str(runs / "argilla")}
+    for name in ("ARGILLA_API_URL", "ARGILLA_API_KEY", "FLYWHEEL_STORE_URL"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "flywheel.cli", "cycle", "--config", "configs/demo.yaml"]
+    done = subprocess.run(
+        [*command, "--runs-dir", str(runs)], cwd=REPO, env=env, capture_output=True, text=True, timeout=3600
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
 def router_service(tmp_path_factory):
     """The real router service (`flywheel serve`'s app under uvicorn, in a background thread) on a free
     port, routing with a tiny trained TF-IDF candidate and logging to its own SQLite store. Yields the
     OpenAI base URL `http://127.0.0.1:PORT/v1` (a str; `.store` is the flywheel Store it logs to)."""
+    from tiny_router import train_tiny_router
+
     from flywheel.core.registry import Registry
     from flywheel.core.store import Store
     from flywheel.serve.app import create_app
     from flywheel.serve.routing import RouterProvider
-    from flywheel.serve.runner import serve_in_thread, train_tiny_router
+    from flywheel.serve.runner import serve_in_thread
 
     root = tmp_path_factory.mktemp("router_service")
     model = train_tiny_router(root / "tiny-tfidf")

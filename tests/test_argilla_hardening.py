@@ -17,7 +17,7 @@ import psutil
 import pytest
 from conftest import SMALL_CATALOG, embedded_argilla, small_demo_world
 
-pytestmark = pytest.mark.integration
+from flywheel.core import argilla_login
 
 EXPERTS = SMALL_CATALOG
 
@@ -35,7 +35,7 @@ def home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(home):
+def server(home, redis_server):
     with embedded_argilla(home) as info:
         yield info
 
@@ -135,7 +135,7 @@ def test_a_crashed_servers_redis_and_worker_are_named_and_stopped(server):
     # a cycle that started the server stops its orphans at the end ...
     argilla_server.down()
     messages = []
-    with argilla_server.stopped_after_if_started(log=messages.append):
+    with argilla_login.stopped_after_if_started(log=messages.append):
         argilla_server.up(log=messages.append)
         pids = argilla_server.status()["pids"]
         crash_server()
@@ -155,7 +155,7 @@ def test_a_crashed_servers_redis_and_worker_are_named_and_stopped(server):
 # --- item 17: the simulated panel rides out an outage ------------------------------------------------------
 def test_simulated_panel_retries_through_an_outage_like_push_and_pull(server, world):
     from flywheel.argilla import server as argilla_server
-    from flywheel.triage.panel import SimulatedPanel
+    from flywheel.demo.panel import SimulatedPanel
 
     out, store = world
     server = argilla_server.up()  # the URL of the running server (earlier tests restarted it)
@@ -261,13 +261,13 @@ def test_review_import_command_with_a_parquet_file(server, world, tmp_path, monk
 
     from flywheel.argilla import server as argilla_server
     from flywheel.cli import app
-    from flywheel.core.config import REPO_ROOT
+    from flywheel.core.config import REPO_ROOT, read_config_mapping
 
     _, store = world
     argilla_server.up()
-    raw = yaml.safe_load((REPO_ROOT / "configs" / "test.yaml").read_text())
+    raw = read_config_mapping(REPO_ROOT / "configs" / "test.yaml")  # test.yaml extends demo.yaml
     raw["experts"] = EXPERTS
-    raw["review"] = {**raw["review"], "dataset": "cli-import"}
+    raw["review"] = {**raw.get("review", {}), "dataset": "cli-import"}  # an overlay may not name review
     config = tmp_path / "import.yaml"
     config.write_text(yaml.safe_dump(raw))
     ids = list(unsatisfied(store)["id"])[30:33]

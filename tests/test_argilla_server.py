@@ -12,19 +12,16 @@ import signal
 import stat
 import tempfile
 import threading
-import time
 
 import httpx
 import pytest
-from conftest import SMALL_CATALOG, embedded_argilla, require_binary, small_demo_world
-
-pytestmark = pytest.mark.integration
+from conftest import SMALL_CATALOG, embedded_argilla, small_demo_world, wait_until
 
 EXPERTS = SMALL_CATALOG
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, redis_server):
     with embedded_argilla(tmp_path_factory.mktemp("argilla-home")) as info:
         yield info
 
@@ -75,8 +72,8 @@ def test_comes_up_from_scratch_local_only_with_private_credentials(server):
 
 
 def test_push_simulated_panel_through_the_api_pull_and_labels(server, world):
+    from flywheel.demo.panel import SimulatedPanel
     from flywheel.triage.ground_truth import majority_labels
-    from flywheel.triage.panel import SimulatedPanel
     from flywheel.triage.review import agreement
 
     out, store = world
@@ -208,14 +205,11 @@ def test_killed_mid_push_restart_and_resume_every_record_exactly_once(server, wo
 
     worker = threading.Thread(target=push)
     worker.start()
-    deadline = time.monotonic() + 60
-    while session.progress()["total"] < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: session.progress()["total"] >= 3, 60, "the first batches to arrive")
     pid = argilla_server.status()["pids"]["server"]
     os.kill(pid, signal.SIGKILL)  # the server dies in the middle of the push
     assert "report" not in outcome, "the push had finished before the server was killed"
-    time.sleep(1.0)
-    assert not argilla_server.status()["running"]
+    wait_until(lambda: not argilla_server.status()["running"], 30, "the killed server to be seen as down")
     argilla_server.up()  # back up (same database); the push retries with backoff meanwhile
     worker.join(timeout=180)
     assert not worker.is_alive()
@@ -227,9 +221,8 @@ def test_killed_mid_push_restart_and_resume_every_record_exactly_once(server, wo
     assert session.push(queue).pushed == 0
 
 
-def test_web_ui_login_open_dataset_and_submit_one_answer(server, world):
-    chromium = require_binary("/usr/bin/chromium", "the UI test")
-    driver_path = require_binary("/usr/bin/chromedriver", "the UI test")
+def test_web_ui_login_open_dataset_and_submit_one_answer(server, world, chromium):
+    chromium, driver_path = chromium
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -262,12 +255,8 @@ def test_web_ui_login_open_dataset_and_submit_one_answer(server, world):
         ).click()
         browser.find_element(By.CSS_SELECTOR, "label[for=cause_routing]").click()
         wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button.button--submit"))).click()
-        deadline = time.monotonic() + 30
-        answers = []
-        while not answers and time.monotonic() < deadline:
-            answers, _ = session.answers()
-            answers = answers.to_dict("records")
-            time.sleep(0.5)
+        wait_until(lambda: len(session.answers()[0]) > 0, 30, "the answer to reach the API", every=0.5)
+        answers = session.answers()[0].to_dict("records")
     finally:
         browser.quit()
     assert len(answers) == 1

@@ -1,7 +1,8 @@
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.config import REPO_ROOT, config_text, load_config, read_config_mapping
 
 
 @pytest.mark.parametrize("name", ["demo", "test"])
@@ -45,3 +46,54 @@ def test_bad_configs_are_rejected_clearly(patch, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_test_config_is_demo_with_only_its_own_keys_changed():
+    demo = load_config(REPO_ROOT / "configs" / "demo.yaml").model_dump()
+    test = load_config(REPO_ROOT / "configs" / "test.yaml").model_dump()
+    overlay = yaml.safe_load((REPO_ROOT / "configs" / "test.yaml").read_text())
+    assert overlay["extends"] == "demo.yaml" and len(overlay) < 10
+    changed = {key for key in demo if demo[key] != test[key]}
+    assert changed == {"name", "source", "candidates", "eval"}
+    assert test["source"] == {**demo["source"], "n_interactions": 400, "weeks": 4}
+    assert test["eval"]["prices"] == demo["eval"]["prices"]  # merged key by key
+    assert [c["name"] for c in test["candidates"]] == ["tfidf-logreg", "minilm-l6-full", "tiny-llama-full"]
+
+
+def test_an_overlay_replaces_lists_and_the_catalog_whole(tmp_path):
+    base = yaml.safe_load((REPO_ROOT / "configs" / "demo.yaml").read_text())
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "team.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "mine.yaml").write_text(
+        "extends: base/team.yaml\nname: mine\nexperts: {billing: Invoices., shipping: Parcels.}\n"
+        "candidates: [{name: only, kind: tfidf_logreg}]\njudges: {embedding: {k: 5}}\n"
+    )
+    config = load_config(tmp_path / "mine.yaml")
+    assert list(config.experts) == ["billing", "shipping"]
+    assert [c.name for c in config.candidates] == ["only"]
+    assert config.judges.embedding.k == 5 and config.judges.embedding.routing_threshold == 0.5
+
+
+def test_a_run_keeps_the_overlay_resolved(tmp_path):
+    """A run directory's config.yaml stands alone: it loads where demo.yaml is not beside it."""
+    (tmp_path / "config.yaml").write_text(config_text(REPO_ROOT / "configs" / "test.yaml"))
+    assert "extends" not in read_config_mapping(tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == load_config(REPO_ROOT / "configs" / "test.yaml")
+    demo_text = (REPO_ROOT / "configs" / "demo.yaml").read_text()
+    assert config_text(REPO_ROOT / "configs" / "demo.yaml") == demo_text  # comments and all
+
+
+def test_an_extends_loop_is_an_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    with pytest.raises(ValueError, match="loops back"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_a_log_source_kind_must_be_registered(tmp_path):
+    """`source.kind` names a plug-in of the `flywheel.log_sources` entry point group; a typo lists them."""
+    (tmp_path / "mine.yaml").write_text(
+        "extends: " + str(REPO_ROOT / "configs" / "test.yaml") + "\nsource: {kind: s3}\n"
+    )
+    with pytest.raises(ValidationError, match=r"unknown log source 's3'; registered: demo, files"):
+        load_config(tmp_path / "mine.yaml")

@@ -13,7 +13,7 @@ from flywheel.core.runs import STAGES
 
 
 @pytest.fixture(scope="module")
-def cycle_run(tmp_path_factory):
+def cycle_run(tmp_path_factory, jupyter_kernel, redis_server):
     runs = tmp_path_factory.mktemp("runs")
     result = subprocess.run(
         [
@@ -46,13 +46,18 @@ def test_summary_has_baseline_candidates_and_a_decision(cycle_run):
     assert names == {c.name for c in load_config(REPO_ROOT / "configs" / "test.yaml").candidates}
     for candidate in summary["candidates"]:
         assert candidate["n"] == baseline["n"]  # paired: the same test items
-        assert 0 <= candidate["mcnemar_p"] <= 1
+        # paired: the accuracy gap is exactly what the discordant items say, and each tiny candidate is
+        # significantly worse than the production model (so the rule promotes none, below)
+        gap = candidate["only_candidate_correct"] - candidate["only_baseline_correct"]
+        assert candidate["correct"] - baseline["correct"] == gap < 0
+        assert candidate["mcnemar_p"] < 0.05
         assert candidate["cost_per_1k"] < baseline["cost_per_1k"] / 10
         assert candidate["p50_ms"] < baseline["p50_ms"]
     tfidf = next(c for c in summary["candidates"] if c["name"] == "tfidf-logreg")
     assert 0.5 <= tfidf["accuracy"] <= 0.95  # the demo task is not trivial for a bag of words
-    assert summary["promoted"] in names | {None}
-    assert summary["promotion"]["reason"]
+    assert summary["promoted"] is None and not any(c["promoted"] for c in summary["candidates"])
+    assert set(summary["promotion"]["rejected"]) == names  # each with its reason
+    assert "no candidate meets the promotion rule" in summary["promotion"]["reason"]
     assert summary["review"]["simulated"] is True
 
 

@@ -1,6 +1,7 @@
 """A new user's whole cycle through the `flywheel` command: their own logs in `logs/` (the README's
 `source: {kind: files, paths: [logs/]}`, verbatim, run from that folder), real experts (`review.mode: wait`)
-answering in the embedded Argilla server, a resume before they have answered and one after.
+answering in the embedded Argilla server, a resume before they have answered and one after. (This is
+also the test of `review.mode: wait` in a real cycle: the paused triage stage has no ground truth yet.)
 
 Checks what the user sees and what the run directory keeps: relative paths resolved from where the cycle
 started; every attempt of the paused stage kept and the push count not reset by the resume; a clear line
@@ -16,11 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import require_binary
 
-from flywheel.core.config import REPO_ROOT
-
-pytestmark = pytest.mark.integration
+from flywheel.core.config import REPO_ROOT, read_config_mapping
 
 AWAITING_REVIEW_EXIT = 3  # documented: `flywheel cycle` paused for expert review
 EMAIL = re.compile(rb"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}")
@@ -37,10 +35,9 @@ def explain(result: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture
-def user_folder(tmp_path, monkeypatch):
+def user_folder(tmp_path, monkeypatch, jupyter_kernel, redis_server):
     """A folder holding logs/ (demo logs standing in for the user's), mine.yaml and, apart, the demo's
     hidden truth for the experts' answers."""
-    require_binary("redis-server", "Argilla's background jobs")
     monkeypatch.setenv("FLYWHEEL_ARGILLA_HOME", str(tmp_path / "argilla"))  # the subprocesses inherit it
     for name in ("ARGILLA_API_URL", "FLYWHEEL_STORE_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -49,7 +46,7 @@ def user_folder(tmp_path, monkeypatch):
     assert made.returncode == 0, explain(made)
     (tmp_path / "logs").mkdir()
     shutil.move(tmp_path / "world" / "logs.jsonl", tmp_path / "logs" / "logs.jsonl")
-    raw = yaml.safe_load(Path(test_config).read_text())
+    raw = read_config_mapping(test_config)  # test.yaml extends demo.yaml
     raw["source"] = yaml.safe_load("{kind: files, paths: [logs/]}")
     raw["review"]["mode"] = "wait"
     raw["candidates"] = [c for c in raw["candidates"] if c["name"] == "tfidf-logreg"]  # keeps it quick
@@ -64,7 +61,7 @@ def test_own_logs_pause_for_experts_resume_and_clean_up(user_folder):
     from flywheel.argilla import server as argilla_server
     from flywheel.core.context import open_stage
     from flywheel.core.runs import RunDir, file_sha256
-    from flywheel.triage.panel import SimulatedPanel
+    from flywheel.demo.panel import SimulatedPanel
     from flywheel.triage.review import open_review
 
     logs = (user_folder / "logs" / "logs.jsonl").resolve()
@@ -77,6 +74,8 @@ def test_own_logs_pause_for_experts_resume_and_clean_up(user_folder):
     assert manifest["source"]["paths"] == [str(logs.parent)]
     assert manifest["inputs"] == {str(logs): file_sha256(logs)}
     assert manifest["stages"]["02_triage"]["status"] == "awaiting_review"
+    paused_result = run.results("02_triage")  # later cells skipped their work: no ground truth yet
+    assert paused_result["awaiting_review"] is True and "ground_truth" not in paused_result
     pushed = manifest["review"]["push"]["records"]
     total = manifest["review"]["progress"]["total"]
     assert pushed == total > 0
@@ -116,6 +115,10 @@ def test_own_logs_pause_for_experts_resume_and_clean_up(user_folder):
     assert manifest["review"]["push"]["records"] == pushed
     assert [a["records"] for a in manifest["review"]["push"]["attempts"]] == [pushed, 0]
     assert manifest["review"]["pull"]["answers_added"] == total
+    assert manifest["review"]["mode"] == "wait" and manifest["review"]["simulated"] is False
+    assert set(stage.store.reviews_frame()["origin"]) == {"argilla"}
+    triage = run.results("02_triage")
+    assert triage["awaiting_review"] is False and triage["ground_truth"]["train"] > 0
 
     # Nothing raw or secret in the run directory, which is meant to be shared.
     raw_lines = {line for line in logs.read_bytes().splitlines() if len(line) > 40}

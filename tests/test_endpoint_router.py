@@ -3,11 +3,11 @@
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from tiny_router import TINY_EXAMPLES, train_tiny_router
 
 from flywheel.core.config import CandidateConfig, EndpointConfig
 from flywheel.core.routers import load_router
 from flywheel.finetune.train import train_candidate
-from flywheel.serve.runner import TINY_EXAMPLES, train_tiny_router
 
 CATALOG = {name: f"questions about {name}" for name in TINY_EXAMPLES}
 

@@ -307,3 +307,12 @@ def test_plot_confusion_and_per_expert_write_png(tmp_path):
     fig = plot_per_expert(per_expert_report(TRUE, PRED, LABELS), "per expert", tmp_path / "experts.png")
     assert _is_png(tmp_path / "experts.png")
     assert len(fig.axes[0].patches) == 3 * len(LABELS)
+
+
+def test_plot_confusion_labels_each_count_and_no_unparsed_row():
+    matrix, cols = confusion(TRUE, PRED, LABELS)
+    assert cols[-1] == "(unparsed)"  # the case that needs a row cut off the square display
+    ax = plot_confusion(matrix, LABELS, cols, "confusion").axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == LABELS
+    assert [t.get_text() for t in ax.get_xticklabels()] == cols
+    assert sorted(t.get_text() for t in ax.texts) == sorted(str(n) for n in matrix.ravel())

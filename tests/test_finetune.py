@@ -5,7 +5,8 @@ import pytest
 from conftest import ROUTING_PHRASES
 
 from flywheel.core.config import CandidateConfig
-from flywheel.core.routers import load_router, resolve_model_source
+from flywheel.core.routers import load_router
+from flywheel.core.weights import resolve_model_source
 from flywheel.finetune.train import train_all, train_candidate
 
 EXPERTS = ["it_help", "hr_benefits", "facilities"]
@@ -40,7 +41,9 @@ def test_minilm_classifier_fine_tunes_from_the_wheel(tmp_path):
         model="minilm-l6",
         max_steps=30,
         learning_rate=3e-4,
-        batch_size=12,
+        per_device_train_batch_size=12,
+        warmup_steps=0.1,
+        weight_decay=0.01,
     )
     data = task(3)
     record = train_candidate(candidate, data, EXPERTS, tmp_path / "m", seed=0)

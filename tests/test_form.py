@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -11,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import require_binary
+from tiny_router import train_tiny_router
 
 from flywheel.core.config import REPO_ROOT
 from flywheel.core.registry import Registry
@@ -19,7 +18,6 @@ from flywheel.core.store import Store, interactions
 from flywheel.serve.form import FeedbackForm, open_form
 from flywheel.serve.records import stored_interaction
 from flywheel.serve.routing import RouterProvider
-from flywheel.serve.runner import train_tiny_router
 
 EXPERTS = {"it_help": "Laptops, VPN and passwords.", "travel_expenses": "Travel and expenses."}
 
@@ -119,12 +117,6 @@ def test_open_form_uses_the_promoted_model(tmp_path, tiny_model, monkeypatch):
 # --- the served page in a real browser ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -138,10 +130,8 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout:g} s")
 
 
-@pytest.mark.integration
-def test_voila_page_in_headless_chromium_stores_a_submission(tmp_path, tiny_model):
-    chromium = require_binary("/usr/bin/chromium", "the feedback form's browser test")
-    chromedriver = require_binary("/usr/bin/chromedriver", "the feedback form's browser test")
+def test_voila_page_in_headless_chromium_stores_a_submission(tmp_path, tiny_model, chromium, free_port):
+    chromium, chromedriver = chromium
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -150,7 +140,7 @@ def test_voila_page_in_headless_chromium_stores_a_submission(tmp_path, tiny_mode
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     Registry(Store(url)).promote(tiny_model, reason="browser test")
-    port = _free_port()
+    port = free_port
     voila = Path(sys.executable).parent / "voila"
     env = {**os.environ, "FLYWHEEL_STORE_URL": url}
     log = open(tmp_path / "voila.log", "w")  # noqa: SIM115 (closed below)

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from flywheel.triage.ground_truth import build_ground_truth, label_interactions, majority_labels, normalise
+from flywheel.triage.ground_truth import build_ground_truth, label_interactions, majority_labels, words_only
 
 EXPERTS = ["it_help", "hr_benefits", "facilities"]
 
@@ -67,7 +67,7 @@ def test_split_is_stratified_versioned_and_leak_free(tmp_path):
     assert truth.card["counts"]["duplicates_removed"] == 45
     assert len(truth.train) + len(truth.test) == 45
     assert truth.card["leakage_check"]["passed"]
-    assert set(truth.train["text"].map(normalise)).isdisjoint(truth.test["text"].map(normalise))
+    assert set(truth.train["text"].map(words_only)).isdisjoint(truth.test["text"].map(words_only))
     assert truth.test["label"].value_counts().max() - truth.test["label"].value_counts().min() <= 1
     again = build_ground_truth(frame(rows), reviews([]), EXPERTS, tmp_path / "again", test_size=0.4, seed=0)
     assert again.version == truth.version

@@ -7,7 +7,7 @@ from flywheel.collect.ingest import ingest_with_config
 from flywheel.core.config import REPO_ROOT, load_config
 from flywheel.core.pii import PiiMasker, luhn_valid, mask_pii
 from flywheel.core.store import Store
-from flywheel.demo import phrasebook as pb
+from flywheel.demo.world import phrasebook
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,9 @@ SEEDED = {
     "card": re.compile(r"\b\d{4}([ -]?)\d{4}\1\d{4}\1\d{4}\b"),
     "employee_id": re.compile(r"EMP-\d{6}"),
     "ip": re.compile(r"\b10\.\d{1,3}\.\d{1,3}\.\d{1,3}\b"),
-    "person": re.compile(rf"\b(?:{'|'.join(pb.FIRST_NAMES)}) (?:{'|'.join(pb.LAST_NAMES)})\b"),
+    "person": re.compile(
+        rf"\b(?:{'|'.join(phrasebook().first_names)}) (?:{'|'.join(phrasebook().last_names)})\b"
+    ),
 }
 
 

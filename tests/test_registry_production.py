@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
+from tiny_router import TINY_EXAMPLES, train_tiny_router
 from typer.testing import CliRunner
 
 from flywheel.cli import app
@@ -23,7 +24,6 @@ from flywheel.core.store import Store
 from flywheel.serve.app import create_app
 from flywheel.serve.form import FeedbackForm
 from flywheel.serve.routing import ProductionServing, RouterProvider, provider_for
-from flywheel.serve.runner import TINY_EXAMPLES, serve_in_thread, train_tiny_router
 
 CATALOG = {name: f"questions about {name}" for name in TINY_EXAMPLES}
 
@@ -238,11 +238,11 @@ def ask(client, question):
     return client.chat.completions.create(model="any", messages=[{"role": "user", "content": question}])
 
 
-def test_after_a_rollback_to_production_the_service_answers_503_and_says_why(tmp_path, tiny_model):
+def test_after_a_rollback_to_production_the_service_answers_503_and_says_why(tmp_path, tiny_model, serve_app):
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     registry = Registry(store)
     provider = RouterProvider(registry, default_model=tiny_model)  # a default is not a rollback target
-    with serve_in_thread(create_app(store, provider)) as base_url:
+    with serve_app(create_app(store, provider)) as base_url:
         client = OpenAI(base_url=base_url, api_key="x", max_retries=0)
         assert ask(client, "vpn down").model == "tiny-a"  # nothing promoted yet: the configured default
         registry.promote(tiny_model, reason="first cycle")
@@ -260,7 +260,9 @@ def test_after_a_rollback_to_production_the_service_answers_503_and_says_why(tmp
     assert len(store.interactions_frame()) == 2  # the refused request was not logged
 
 
-def test_with_a_production_endpoint_the_service_routes_through_it(router_service, tmp_path, tiny_model):
+def test_with_a_production_endpoint_the_service_routes_through_it(
+    router_service, tmp_path, tiny_model, serve_app
+):
     """`serve.production_endpoint`: while production serves, questions go to that endpoint (here the real
     router service of the fixture stands in for the production LLM) and are logged under its model name."""
     config = load_config(REPO_ROOT / "configs" / "test.yaml")
@@ -271,7 +273,7 @@ def test_with_a_production_endpoint_the_service_routes_through_it(router_service
     registry.promote(tiny_model, reason="first cycle")
     registry.rollback("back to production")
     provider = provider_for(config, registry)
-    with serve_in_thread(create_app(store, provider)) as base_url:
+    with serve_app(create_app(store, provider)) as base_url:
         client = OpenAI(base_url=base_url, api_key="x", max_retries=0)
         answer = ask(client, "book a meeting room")
         assert answer.model == "llama-production"
@@ -282,7 +284,7 @@ def test_with_a_production_endpoint_the_service_routes_through_it(router_service
     assert "book a meeting room" in upstream  # it really went over HTTP to the production endpoint
 
 
-def test_an_unreachable_production_endpoint_gets_a_502_without_internals(tmp_path, tiny_model):
+def test_an_unreachable_production_endpoint_gets_a_502_without_internals(tmp_path, tiny_model, serve_app):
     """The production endpoint down (after the client's retries): a 502 naming no host, nothing logged."""
     config = load_config(REPO_ROOT / "configs" / "test.yaml")
     closed_port = _free_port()
@@ -294,7 +296,7 @@ def test_an_unreachable_production_endpoint_gets_a_502_without_internals(tmp_pat
     registry = Registry(store)
     registry.promote(tiny_model, reason="first cycle")
     registry.rollback("back to production")
-    with serve_in_thread(create_app(store, provider_for(config, registry))) as base_url:
+    with serve_app(create_app(store, provider_for(config, registry))) as base_url:
         client = OpenAI(base_url=base_url, api_key="x", max_retries=0)
         with pytest.raises(openai.APIStatusError) as caught:
             ask(client, "book a meeting room")

@@ -7,10 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from peft import PeftModel
 from test_finetune_causal import CATALOG, split_task, tiny
 
-from flywheel.core.inference import CausalLMRouter, decisive_lengths, parse_expert
+from flywheel.core.config import load_config
+from flywheel.core.inference import CausalLMRouter, decisive_lengths
+from flywheel.core.prompts import RoutingPrompt, parse_expert
 from flywheel.core.routers import load_router, read_candidate_card
+from flywheel.core.weights import load_causal_lm
+from flywheel.evaluate.stage import evaluate_all
 from flywheel.finetune.train import train_candidate
 
 
@@ -96,20 +101,13 @@ def test_scoring_and_generation_agree(tiny_full):
 
 
 def test_lora_adapter_saves_reloads_and_predicts_identically(tiny_full, tmp_path):
-    from peft import PeftModel
-
-    from flywheel.core.inference import CausalLMRouter, RoutingPrompt
-    from flywheel.core.weights import load_causal_lm
-
     train, test = split_task()
     # LoRA on top of the fine-tuned tiny model (a local folder as the model source), labels flipped so the
     # adapter must change the decisions.
     flipped = train.assign(
         label=train["label"].map({"it_help": "facilities", "facilities": "it_help"}).fillna(train["label"])
     )
-    lora = tiny(
-        "lora", model=str(tiny_full / "model"), method="lora", lora_r=8, max_steps=60, learning_rate=1e-2
-    )
+    lora = tiny("lora", model=str(tiny_full / "model"), method="lora", r=8, max_steps=60, learning_rate=1e-2)
     record = train_candidate(lora, flipped, CATALOG, tmp_path / "lora", seed=0)
     assert 0 < record["trainable_parameters"] < record["parameters"]
     assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
@@ -159,9 +157,6 @@ def test_parse_expert():
 
 
 def test_routing_prompt_is_short_and_names_every_expert():
-    from flywheel.core.config import load_config
-    from flywheel.core.inference import RoutingPrompt
-
     experts = load_config("configs/demo.yaml").experts
     short, long = RoutingPrompt(experts), RoutingPrompt(experts, style="long")
     assert all(name in short.system() for name in experts)
@@ -174,9 +169,6 @@ def test_routing_prompt_is_short_and_names_every_expert():
 
 def test_eval_scores_causal_candidates(tiny_full, tmp_path):
     """evaluate_all loads the causal candidate through load_router and times it like any other."""
-    from flywheel.core.config import load_config
-    from flywheel.evaluate.report import evaluate_all
-
     config = load_config("configs/test.yaml").model_copy(update={"experts": CATALOG})
     _, test = split_task()
     test = test.assign(id=[f"ix-{i}" for i in range(len(test))], routed_expert=test["label"])

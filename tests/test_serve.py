@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
+from tiny_router import TINY_EXAMPLES, train_tiny_router
 
 from flywheel.core.registry import Registry
 from flywheel.core.routers import read_candidate_card, write_candidate_card
@@ -16,7 +17,6 @@ from flywheel.core.store import Store
 from flywheel.serve.app import create_app
 from flywheel.serve.records import stored_interaction
 from flywheel.serve.routing import ActiveRouter, RouterProvider
-from flywheel.serve.runner import TINY_EXAMPLES, serve_in_thread, train_tiny_router
 
 
 @pytest.fixture
@@ -207,9 +207,9 @@ def tiny_model(tmp_path_factory):
     return train_tiny_router(tmp_path_factory.mktemp("models") / "tiny-a", name="tiny-a")
 
 
-def test_without_any_router_the_service_says_503_and_what_to_do(tmp_path):
+def test_without_any_router_the_service_says_503_and_what_to_do(tmp_path, serve_app):
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    with serve_in_thread(create_app(store, RouterProvider(Registry(store)))) as base_url:
+    with serve_app(create_app(store, RouterProvider(Registry(store)))) as base_url:
         client = OpenAI(base_url=base_url, api_key="x", max_retries=0)
         assert client.models.list().data == []
         with pytest.raises(openai.InternalServerError) as caught:
@@ -220,13 +220,13 @@ def test_without_any_router_the_service_says_503_and_what_to_do(tmp_path):
     assert store.interactions_frame().empty
 
 
-def test_promotion_and_rollback_switch_the_router_without_a_restart(tmp_path, tiny_model):
+def test_promotion_and_rollback_switch_the_router_without_a_restart(tmp_path, tiny_model, serve_app):
     promoted = tmp_path / "tiny-b"
     shutil.copytree(tiny_model, promoted)
     write_candidate_card(promoted, **{**read_candidate_card(promoted), "name": "tiny-b"})
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     registry = Registry(store)
-    with serve_in_thread(create_app(store, RouterProvider(registry, default_model=tiny_model))) as base_url:
+    with serve_app(create_app(store, RouterProvider(registry, default_model=tiny_model))) as base_url:
         client = OpenAI(base_url=base_url, api_key="x", max_retries=0)
         assert ask(client, "vpn down").model == "tiny-a"  # the configured default
         registry.promote(tiny_model, reason="first cycle")
@@ -245,11 +245,11 @@ class _BrokenRouter:
         raise RuntimeError("model weights are corrupt")
 
 
-def test_a_failing_router_gives_a_500_in_openai_shape_and_the_service_lives_on(tmp_path):
+def test_a_failing_router_gives_a_500_in_openai_shape_and_the_service_lives_on(tmp_path, serve_app):
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     provider = RouterProvider(Registry(store))
     provider.get = lambda: ActiveRouter("broken", str(tmp_path), "default", _BrokenRouter())
-    with serve_in_thread(create_app(store, provider)) as base_url:
+    with serve_app(create_app(store, provider)) as base_url:
         client = OpenAI(base_url=base_url, api_key="x", max_retries=0)
         for _ in range(2):  # still answering after the first failure
             with pytest.raises(openai.InternalServerError) as caught:

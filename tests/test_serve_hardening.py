@@ -3,28 +3,28 @@ bad input refused with a 4xx that shows no internals, an API key beyond localhos
 
 import json
 import os
-import re
 import sqlite3
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
 import sqlalchemy as sa
+import yaml
+from conftest import wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai import OpenAI
+from tiny_router import train_tiny_router
 
-from flywheel.core.config import REPO_ROOT, PiiConfig
+from flywheel.core.config import REPO_ROOT, PiiConfig, read_config_mapping
 from flywheel.core.registry import Registry
 from flywheel.core.store import Store, interactions
 from flywheel.serve.app import create_app
 from flywheel.serve.records import stored_interaction
 from flywheel.serve.routing import RouterProvider
-from flywheel.serve.runner import serve_in_thread, train_tiny_router
 
 INTERNALS = (
     "Traceback",
@@ -39,14 +39,6 @@ INTERNALS = (
 )
 KEY = "sk-flywheel-test-0123456789abcdef"
 CONFIG = str(REPO_ROOT / "configs" / "test.yaml")
-
-
-def wait_until(condition, timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def chat_body(question: str, **extra) -> dict:
@@ -143,7 +135,9 @@ def _ingest_file(path, n: int) -> None:
             f.write(json.dumps(record) + "\n")
 
 
-def test_every_answer_is_logged_exactly_once_while_an_ingest_writes_the_same_store(tmp_path, tiny_model):
+def test_every_answer_is_logged_exactly_once_while_an_ingest_writes_the_same_store(
+    tmp_path, tiny_model, serve_app
+):
     """2,000 requests from 16 clients while `flywheel ingest` writes the same SQLite file from another
     process: each 200 has exactly one row, each refusal none (a lone surrogate gets 400)."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
@@ -163,7 +157,7 @@ def test_every_answer_is_logged_exactly_once_while_an_ingest_writes_the_same_sto
     for i in range(0, 2000, 50):
         questions[i] = f"vpn {LONE_SURROGATE} down {i}"  # refused: never a 200 without a row
     app = create_app(store, RouterProvider(Registry(store), default_model=tiny_model))
-    with serve_in_thread(app) as base_url:
+    with serve_app(app) as base_url:
         wait_until(lambda: store.count(interactions) > 0 or ingest.poll() is not None, 300, "the ingest")
         assert ingest.poll() is None, "the ingest finished before the requests started: make it longer"
 
@@ -193,7 +187,7 @@ def test_every_answer_is_logged_exactly_once_while_an_ingest_writes_the_same_sto
     assert set(logged) == set(answered)
 
 
-def test_a_locked_store_delays_answers_but_never_drops_their_log(tmp_path, tiny_model):
+def test_a_locked_store_delays_answers_but_never_drops_their_log(tmp_path, tiny_model, serve_app):
     """While another connection holds the SQLite file's write lock past the busy timeout, a request waits
     (the writer retries) and is answered only once its record is committed."""
     path = tmp_path / "store.db"
@@ -201,7 +195,7 @@ def test_a_locked_store_delays_answers_but_never_drops_their_log(tmp_path, tiny_
     sa.event.listen(store.engine, "connect", lambda conn, _: conn.execute("PRAGMA busy_timeout = 100"))
     store.engine.dispose()  # the connections made so far had the long timeout
     app = create_app(store, RouterProvider(Registry(store), default_model=tiny_model))
-    with serve_in_thread(app) as base_url:
+    with serve_app(app) as base_url:
         health = base_url.removesuffix("/v1") + "/health"
         assert httpx.get(health).status_code == 200
         locker = sqlite3.connect(path, isolation_level=None)
@@ -338,11 +332,10 @@ def test_fuzzed_bodies_never_get_a_5xx_or_internals(router_service, body, path):
         assert_clean_error(reply)
 
 
-@pytest.mark.integration
-def test_on_postgresql_a_nul_in_a_comment_gets_400_without_sql(pg_cluster, tiny_model):
+def test_on_postgresql_a_nul_in_a_comment_gets_400_without_sql(pg_cluster, tiny_model, serve_app):
     store = Store(pg_cluster.create_database())
     app = create_app(store, RouterProvider(Registry(store), default_model=tiny_model))
-    with serve_in_thread(app) as base_url:
+    with serve_app(app) as base_url:
         answer = httpx.post(f"{base_url}/chat/completions", json=chat_body("reset my password")).json()
         assert stored_interaction(store, answer["id"]) is not None
         reply = httpx.post(
@@ -363,10 +356,10 @@ def test_on_postgresql_a_nul_in_a_comment_gets_400_without_sql(pg_cluster, tiny_
 
 
 @pytest.fixture(scope="module")
-def keyed_service(tmp_path_factory, tiny_model):
+def keyed_service(tmp_path_factory, tiny_model, serve_app):
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('keyed') / 'store.db'}")
     app = create_app(store, RouterProvider(Registry(store), default_model=tiny_model), api_key=KEY)
-    with serve_in_thread(app) as base_url:
+    with serve_app(app) as base_url:
         yield base_url, store
 
 
@@ -420,17 +413,17 @@ def test_health_stays_open_and_feedback_works_with_the_key(keyed_service):
     assert stored_interaction(store, answer["id"])["rating"] == 4
 
 
-def test_serving_beyond_localhost_needs_a_key(tmp_path, tiny_model):
+def test_serving_beyond_localhost_needs_a_key(tmp_path, tiny_model, serve_app):
     from flywheel.serve.app import UnsafeBind
 
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     provider = RouterProvider(Registry(store), default_model=tiny_model)
     with (
         pytest.raises(UnsafeBind, match="FLYWHEEL_SERVE_API_KEY"),
-        serve_in_thread(create_app(store, provider), host="0.0.0.0"),
+        serve_app(create_app(store, provider), host="0.0.0.0"),
     ):
         pass
-    with serve_in_thread(create_app(store, provider, api_key=KEY), host="0.0.0.0") as base_url:
+    with serve_app(create_app(store, provider, api_key=KEY), host="0.0.0.0") as base_url:
         port = base_url.rsplit(":", 1)[1].split("/")[0]
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0)
         assert client.models.list().data[0].id == "tiny-tfidf"
@@ -452,16 +445,18 @@ def test_flywheel_serve_refuses_a_public_host_without_its_key(tmp_path):
 PII = PiiConfig(employee_id_pattern=r"\bACME-\d{4}\b", keep_terms=["Vega Toolkit"])
 
 
-def test_the_service_masks_questions_and_comments_with_the_configs_masker(tmp_path, tiny_model):
+def test_the_service_masks_questions_and_comments_with_the_configs_masker(tmp_path, tiny_model, serve_app):
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     app = create_app(store, RouterProvider(Registry(store), default_model=tiny_model), pii=PII)
-    with serve_in_thread(app) as base_url:
+    with serve_app(app) as base_url:
         question = "my badge ACME-1234 fails and Vega Toolkit crashes, mail jo@example.com"
-        answer = httpx.post(f"{base_url}/chat/completions", json=chat_body(question)).json()
+        # the first request loads the masker's NER model: seconds, more on a busy machine
+        answer = httpx.post(f"{base_url}/chat/completions", json=chat_body(question), timeout=120).json()
         comment = "call me on +1 415 555 0100 or jo@example.com, badge ACME-1234; Vega Toolkit is fine"
         reply = httpx.post(
             f"{base_url}/feedback",
             json={"interaction_id": answer["id"], "thumbs": "down", "comment": comment},
+            timeout=120,
         )
         assert reply.status_code == 200
     row = stored_interaction(store, answer["id"])
@@ -471,15 +466,15 @@ def test_the_service_masks_questions_and_comments_with_the_configs_masker(tmp_pa
     assert row["comment"] == "call me on [PHONE] or [EMAIL], badge [EMPLOYEE_ID]; Vega Toolkit is fine"
 
 
-def test_flywheel_serve_masks_with_the_configs_settings_end_to_end(tmp_path, tiny_model):
+def test_flywheel_serve_masks_with_the_configs_settings_end_to_end(tmp_path, tiny_model, free_port):
     """`flywheel serve --config` (a real process) with the test config's keep-terms and a custom id
     pattern; the key comes from the environment variable the config names."""
     config = tmp_path / "serve.yaml"
-    text = (REPO_ROOT / "configs" / "test.yaml").read_text()
-    text = re.sub(r"employee_id_pattern: .*", r"employee_id_pattern: '\\bACME-\\d{4}\\b'", text, count=1)
-    text = text.replace("serve:", "serve:\n  api_key_env: MY_ROUTER_KEY", 1)
-    config.write_text(text)
-    port = _free_port()
+    settings = read_config_mapping(REPO_ROOT / "configs" / "test.yaml")  # the overlay resolved
+    settings["collect"]["pii"]["employee_id_pattern"] = r"\bACME-\d{4}\b"
+    settings["serve"]["api_key_env"] = "MY_ROUTER_KEY"
+    config.write_text(yaml.safe_dump(settings))
+    port = free_port
     url = f"sqlite:///{tmp_path / 'store.db'}"
     command = [sys.executable, "-m", "flywheel.cli", "serve", "--config", str(config), "--store", url]
     command += ["--runs-dir", str(tmp_path / "runs"), "--default-model", str(tiny_model), "--port", str(port)]
@@ -514,14 +509,6 @@ def test_the_feedback_form_masks_with_the_configs_masker(store, tiny_model):
     row = stored_interaction(store, form.on_submit())
     assert row["query_masked"] == "badge [EMPLOYEE_ID] does not open the door"
     assert row["comment"] == "Vega Toolkit works; mail me at [EMAIL]"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _healthy(port: int) -> bool:

@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from conftest import good_record
 
-from flywheel.collect.ingest import content_hash, ingest, to_row
+from flywheel.collect.ingest import ingest
+from flywheel.core import migrations
+from flywheel.core.rows import content_hash, to_row
 from flywheel.core.schema import Interaction
-from flywheel.core.store import IN_CHUNK, Store, feedback, interactions, metadata, quarantine, reviews
+from flywheel.core.store import IN_CHUNK, Store, feedback, interactions, quarantine, reviews
 
 
 def row(i, **overrides):
@@ -163,23 +165,23 @@ def _open_store(url: str, start) -> str:
     return "ok"
 
 
-def test_processes_opening_one_fresh_store_at_once_all_succeed(any_store):
-    """A service and an ingest may open a store that does not exist yet at the same moment."""
+def test_processes_opening_one_fresh_store_at_once_all_succeed(any_store, request, tmp_path):
+    """A service and an ingest may open a store that does not exist yet at the same moment: one of them
+    migrates it, the others wait for it and find it done."""
     import multiprocessing
 
-    url = any_store.engine.url.render_as_string(hide_password=False)
-    if any_store.dialect == "sqlite":
-        url = url.replace("store.db", "fresh.db")
-    else:  # a fresh database on the same server: drop what the fixture's Store created
-        metadata.drop_all(any_store.engine)
-    any_store.engine.dispose()
     context = multiprocessing.get_context("spawn")
-    for _ in range(3):
+    for attempt in range(3):
+        if any_store.dialect == "sqlite":
+            url = f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}"
+        else:
+            url = request.getfixturevalue("pg_cluster").create_database()
         with context.Manager() as manager:
             start = manager.Barrier(4)
             with context.Pool(4) as pool:
                 results = [pool.apply_async(_open_store, (url, start)) for _ in range(4)]
                 assert [r.get(timeout=120) for r in results] == ["ok"] * 4
         probe = Store(url)
-        metadata.drop_all(probe.engine)
+        with probe.engine.connect() as conn:
+            assert migrations.current(conn) == migrations.head()
         probe.engine.dispose()

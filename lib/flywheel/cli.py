@@ -29,7 +29,7 @@ def demo_data(
     seed: Annotated[int | None, typer.Option(help="seed (default: from the config)")] = None,
 ) -> None:
     """Generate the synthetic demo logs (seeded, deterministic)."""
-    from flywheel.demo.generator import generate_demo
+    from flywheel.demo.generator import generate_demo  # here, not at the top: keeps start-up light
 
     cfg = load_config(config)
     meta = generate_demo(
@@ -54,6 +54,7 @@ def cycle(
 
     Relative source.paths are taken from the current folder. Exit status: 0 complete, 1 a stage failed,
     3 paused awaiting expert review (resume with --resume when the experts are done)."""
+    # here, not at the top: the runner pulls in papermill, which every other command would pay for
     from flywheel.cycle import AWAITING_REVIEW, EXIT_AWAITING_REVIEW, StageFailed, run_cycle
 
     try:
@@ -74,6 +75,7 @@ def ingest(
     runs_dir: Annotated[Path, typer.Option()] = Path("runs"),
 ) -> None:
     """Ingest log files into the store; prints one JSON line of counts."""
+    # here, not at the top: ingestion loads spaCy and SQLAlchemy, which other commands don't need
     from flywheel.collect.ingest import ingest_with_config
     from flywheel.core.store import Store
 

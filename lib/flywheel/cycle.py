@@ -4,88 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
-import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
+from flywheel.argilla import server as argilla_server
 from flywheel.core.config import REPO_ROOT, load_config
-from flywheel.core.runs import STAGES, RunDir, atomic_write_text, git_commit, now_iso, package_versions
+from flywheel.core.context import open_stage
+from flywheel.core.files import atomic_write_text
+from flywheel.core.results import CollectResult, EvalResult, FinetuneResult, TriageResult, read_result
+from flywheel.core.runs import NOTEBOOKS, STAGES, RunDir, create_run, now_iso
+from flywheel.triage.review import AWAITING_REVIEW, awaiting_review, open_review
 
-NOTEBOOKS = {
-    "01_collect": "notebooks/01_collect/collect.ipynb",
-    "02_triage": "notebooks/02_triage/triage.ipynb",
-    "03_finetune": "notebooks/03_finetune/finetune.ipynb",
-    "04_eval": "notebooks/04_eval/eval.ipynb",
-}
 DEFAULT_KERNEL = "flywheel"
-AWAITING_REVIEW = "awaiting_review"  # the triage stage's status while experts answer (flywheel.triage.review)
 EXIT_AWAITING_REVIEW = 3  # `flywheel cycle` exit status of a cycle paused for (or still awaiting) review
+STAGE_RESULTS = {kind.stage: kind for kind in (CollectResult, TriageResult, FinetuneResult, EvalResult)}
 
 
 class StageFailed(RuntimeError):
     """A notebook failed; the message names it and where its executed copy is."""
-
-
-def hardware() -> dict:
-    import torch
-
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "gpus": gpus}
-
-
-def create_run(
-    config_path: str | Path,
-    run_path: str | Path | None = None,
-    runs_root: str | Path = "runs",
-    source_base: str | Path | None = None,
-) -> RunDir:
-    """Make a new run directory holding a copy of the config and a fresh manifest.
-
-    Relative `source.paths` are resolved against `source_base` (default: the current folder, i.e. where
-    `flywheel cycle` was started) and recorded absolute in the manifest, which the collect stage reads."""
-    config_path = Path(config_path)
-    config = load_config(config_path)  # fail early on a bad config, before anything is written
-    source = {"kind": config.source.kind}
-    if config.source.kind == "files":
-        base = Path(source_base or Path.cwd()).resolve()
-        paths = config.source.resolved_paths(base)
-        pairs = zip(config.source.paths, paths, strict=True)
-        missing = [f"{given!r} ({path})" for given, path in pairs if not path.exists()]
-        if missing:
-            raise FileNotFoundError(
-                f"source.paths in {config_path}: not found: {', '.join(missing)} "
-                f"(relative paths are taken from the folder the cycle was started in, {base})"
-            )
-        source.update(base=str(base), paths=[str(path) for path in paths])
-    if run_path is None:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        run_path = Path(runs_root) / f"{stamp}-{config.name}"
-        suffix = 1
-        while run_path.exists():  # two cycles started in the same second
-            suffix += 1
-            run_path = Path(runs_root) / f"{stamp}-{config.name}-{suffix}"
-    run = RunDir(run_path)
-    run.path.mkdir(parents=True, exist_ok=False)
-    shutil.copyfile(config_path, run.config_path)
-    run.update_manifest(
-        cycle_id=run.cycle_id,
-        created_at=now_iso(),
-        status="created",
-        config_source=str(config_path.resolve()),
-        config=config.model_dump(mode="json"),
-        source=source,
-        seed=config.seed,
-        git_commit=git_commit(),
-        python=sys.version.split()[0],
-        packages=package_versions(),
-        hardware=hardware(),
-        stages={stage: {"status": "pending", "notebook": NOTEBOOKS[stage]} for stage in STAGES},
-    )
-    return run
 
 
 def _check_kernel(kernel_name: str) -> None:
@@ -178,7 +115,7 @@ def run_stage(run: RunDir, stage: str, kernel_name: str, progress: bool = True) 
     status = run.manifest()["stages"][stage].get("status")
     # A notebook may pause the cycle itself (e.g. triage awaiting expert review).
     final = status if status not in ("running", None) else "done"
-    peak = run.results(stage).get("peak_rss_mb") if run.results_path(stage).exists() else None
+    peak = read_result(run, STAGE_RESULTS[stage]).peak_rss_mb if run.results_path(stage).exists() else None
     return finish(final, peak=peak)
 
 
@@ -199,9 +136,6 @@ def review_waiting_line(run: RunDir) -> str:
 def _review_still_awaited(run: RunDir, log: Callable[[str], None]) -> bool:
     """Before re-running a paused triage: are records still unanswered? Asks Argilla for the progress
     (starting the embedded server if it is down) and records it; re-running the notebook then waits."""
-    from flywheel.core.context import open_stage
-    from flywheel.triage.review import awaiting_review, open_review
-
     stage = open_stage(run.path)
     session = open_review(stage.config, stage.store, log=log)
     progress = session.progress()
@@ -217,8 +151,6 @@ def _embedded_argilla_accounted(run: RunDir, log: Callable[[str], None]) -> Iter
     """Stop the embedded Argilla server at the end if this cycle started it, in this invocation or in an
     earlier one that paused for review (the manifest's `services.argilla` says so); otherwise say plainly
     that it is still running and how to stop it. A paused cycle leaves it up for the experts."""
-    from flywheel.argilla import server as argilla_server
-
     was_running = argilla_server.is_running()
     try:
         yield

@@ -33,13 +33,28 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import psutil
+import redis
+from filelock import FileLock
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from flywheel.core.argilla_login import (
+    ArgillaServerError,
+    ServerInfo,
+    answers,
+    credentials_path,
+    read_state,
+    server_info,
+    state_dir,
+    state_path,
+)
+from flywheel.core.files import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "argilla_requirements.txt"
@@ -55,37 +70,10 @@ HELPERS = ("worker", "redis")  # useless without the server: orphans when it has
 PRIVATE_UMASK = 0o077  # for every process we spawn: what they create is owner-only
 
 
-class ArgillaServerError(RuntimeError):
-    """The embedded server could not be set up or started; the message says why and where the log is."""
-
-
 def venv_dir() -> Path:
     return Path(
         os.environ.get("FLYWHEEL_ARGILLA_VENV") or Path.home() / ".cache" / "flywheel" / "argilla-venv"
     )
-
-
-def state_dir() -> Path:
-    return Path(os.environ.get("FLYWHEEL_ARGILLA_HOME") or Path.home() / ".cache" / "flywheel" / "argilla")
-
-
-def credentials_path() -> Path:
-    return state_dir() / "credentials.json"
-
-
-@dataclass
-class ServerInfo:
-    """Where the embedded server listens and how to log in; the secrets never appear in its repr."""
-
-    url: str
-    username: str
-    password: str = field(repr=False)
-    api_key: str = field(repr=False)
-    workspace: str
-    credentials_path: Path
-    redis: str  # "redis-server" or "fakeredis"
-    started: bool = False  # True when this call started it (False: it was running already)
-    seconds: float = 0.0  # how long the start took (server process to HTTP ready)
 
 
 # --- the virtualenv -------------------------------------------------------------------------------
@@ -129,12 +117,8 @@ def _run(cmd: list[str], what: str) -> None:
         raise ArgillaServerError(f"could not {what} ({' '.join(cmd[:3])} ...):\n{tail}")
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    from filelock import FileLock
-
-    with FileLock(path, mode=0o600):
-        yield
+def _file_lock(path: Path) -> FileLock:
+    return FileLock(path, mode=0o600)
 
 
 # --- credentials and state (owner-only) -----------------------------------------------------------
@@ -184,19 +168,8 @@ def _credentials() -> dict:
     return creds
 
 
-def _state_file() -> Path:
-    return state_dir() / "state.json"
-
-
-def _read_state() -> dict:
-    path = _state_file()
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def _write_state(state: dict) -> None:
-    tmp = _state_file().with_suffix(".tmp")
-    _write_private(tmp, json.dumps(state, indent=2))
-    tmp.replace(_state_file())
+    atomic_write_text(state_path(), json.dumps(state, indent=2), private=True)
 
 
 def _pid_file(component: str) -> Path:
@@ -206,8 +179,6 @@ def _pid_file(component: str) -> Path:
 def _our_process(component: str) -> Any | None:
     """The process in a component's pid file, if it is alive and is the one we started (same start time,
     and our marker in its command line: a recycled pid is someone else's)."""
-    import psutil
-
     path = _pid_file(component)
     try:
         fields = path.read_text().split()
@@ -253,8 +224,6 @@ def _open_log(component: str) -> Any:
 
 def _spawn(component: str, cmd: list[str], env: dict[str, str]) -> int:
     """Start a process in its own session (it outlives the notebook kernel that started it)."""
-    import psutil
-
     with _open_log(component) as log:
         proc = subprocess.Popen(
             cmd,
@@ -298,15 +267,24 @@ def _redis_socket() -> Path:
     return state_dir() / "redis.sock"
 
 
-def _redis_ping(path: Path) -> bool:
+def _redis_client(timeout: float = 1.0) -> redis.Redis:
+    # no retries: a failed ping means "not up yet", and SHUTDOWN ends with the server closing the connection
+    no_retries = Retry(NoBackoff(), retries=0)
+    return redis.Redis(unix_socket_path=str(_redis_socket()), socket_timeout=timeout, retry=no_retries)
+
+
+def _redis_ping() -> bool:
     try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(1)
-            s.connect(str(path))
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
+        with _redis_client() as client:
+            return bool(client.ping())
+    except (redis.RedisError, OSError):
         return False
+
+
+def _redis_shutdown() -> None:
+    """Ask our redis-server to exit (it keeps no data: `--save ""`); a signal stops it if this fails."""
+    with contextlib.suppress(redis.RedisError, OSError), _redis_client() as client:
+        client.shutdown(nosave=True)
 
 
 def _start_redis() -> str:
@@ -320,7 +298,7 @@ def _start_redis() -> str:
             stacklevel=3,
         )
         return "fakeredis"
-    if _our_pid("redis") and _redis_ping(_redis_socket()):
+    if _our_pid("redis") and _redis_ping():
         return "redis-server"
     _redis_socket().unlink(missing_ok=True)
     data = state_dir() / "redis"
@@ -329,7 +307,7 @@ def _start_redis() -> str:
     cmd += ["--dir", str(data), "--save", "", "--appendonly", "no", "--daemonize", "no"]
     _spawn("redis", cmd, dict(os.environ))
     deadline = time.monotonic() + 20
-    while not _redis_ping(_redis_socket()):
+    while not _redis_ping():
         if time.monotonic() > deadline or not _our_pid("redis"):
             raise ArgillaServerError(f"redis-server did not start; log:\n{_log_tail('redis')}")
         time.sleep(0.1)
@@ -360,37 +338,15 @@ def _server_env(creds: dict, redis_mode: str) -> dict[str, str]:
     return env
 
 
-def _http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/v1/status", timeout=timeout) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _info(creds: dict, state: dict, started: bool = False, seconds: float = 0.0) -> ServerInfo:
-    return ServerInfo(
-        url=state["url"],
-        username=creds["username"],
-        password=creds["password"],
-        api_key=creds["api_key"],
-        workspace=creds["workspace"],
-        credentials_path=credentials_path(),
-        redis=state.get("redis", "?"),
-        started=started,
-        seconds=seconds,
-    )
-
-
 def up(port: int | None = None, timeout: float = 180.0, log: Callable[[str], None] = print) -> ServerInfo:
     """Start the embedded server (and Redis, and a worker) unless it is running; return where it is."""
     python = ensure_venv(log)
     _ensure_private_home()
     with _file_lock(state_dir() / ".up.lock"):
         creds = _credentials()
-        state = _read_state()
-        if _our_pid("server") and state.get("url") and _http_ok(state["url"]):
-            return _info(creds, state)
+        state = read_state()
+        if _our_pid("server") and state.get("url") and answers(state["url"]):
+            return server_info(creds, state)
         left = orphans()
         if left:  # the server died: start its helpers afresh too
             log(f"the Argilla server had exited; stopping what it left running: {_describe(left)}")
@@ -417,7 +373,7 @@ def up(port: int | None = None, timeout: float = 180.0, log: Callable[[str], Non
             "server", [str(python), "-P", str(PLUGIN), "serve", "--host", HOST, "--port", str(chosen)], env
         )
         deadline = time.monotonic() + timeout
-        while not _http_ok(url, timeout=1.0):
+        while not answers(url, timeout=1.0):
             if not _our_pid("server"):
                 raise ArgillaServerError(
                     f"the Argilla server exited; log {_log_path('server')}:\n{_log_tail('server')}"
@@ -437,7 +393,7 @@ def up(port: int | None = None, timeout: float = 180.0, log: Callable[[str], Non
             "start_seconds": seconds,
         }
         _write_state(state)
-        return _info(creds, state, started=True, seconds=seconds)
+        return server_info(creds, state, started=True)
 
 
 def _run_logged(cmd: list[str], env: dict[str, str], component: str) -> None:
@@ -456,6 +412,8 @@ def _stop(component: str, grace: float = 10.0) -> bool:
     if pid is None:
         _pid_file(component).unlink(missing_ok=True)
         return False
+    if component == "redis":
+        _redis_shutdown()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)  # its own session: the worker's forked children go too
     deadline = time.monotonic() + grace
@@ -473,7 +431,7 @@ def _stop(component: str, grace: float = 10.0) -> bool:
 def down() -> list[str]:
     """Stop the processes `up` started (worker, server, redis), orphans too; returns which were running."""
     stopped = [component for component in COMPONENTS if _stop(component)]
-    state = _read_state()
+    state = read_state()
     if state.pop("port", None) is not None:  # a clean stop: the next start may take the default port again
         state.pop("url", None)
         _write_state(state)
@@ -488,10 +446,10 @@ def _describe(pids: dict[str, int | None]) -> str:
 def status() -> dict:
     """What runs, where, and where the credentials are (never the secrets themselves); `message` says it
     in a sentence, with how to stop it."""
-    state = _read_state()
+    state = read_state()
     running = {component: _our_pid(component) for component in COMPONENTS}
     url = state.get("url")
-    serving = bool(running["server"] and url and _http_ok(url))
+    serving = bool(running["server"] and url and answers(url))
     left = orphans()
     if left:
         message = (
@@ -521,31 +479,6 @@ def status() -> dict:
 
 def is_running() -> bool:
     return status()["running"]
-
-
-@contextlib.contextmanager
-def stopped_after_if_started(
-    log: Callable[[str], None] = print, keep: Callable[[], bool] = lambda: False
-) -> Iterator[None]:
-    """For the cycle runner: stop the embedded server at the end if it was not running at the start,
-    unless `keep()` says otherwise (a cycle paused for expert review leaves it up for the experts)."""
-    was_running = is_running()
-    try:
-        yield
-    finally:
-        left = orphans()
-        if not was_running and left:
-            log(f"the embedded Argilla server had exited; stopping what it left running: {_describe(left)}")
-            down()
-        elif not was_running and is_running():
-            if keep():
-                log(
-                    f"the embedded Argilla server stays up for the experts: {status()['url']} "
-                    "(`flywheel argilla down` stops it)"
-                )
-            else:
-                log("stopping the embedded Argilla server that this cycle started")
-                down()
 
 
 # --- command line ---------------------------------------------------------------------------------

@@ -34,6 +34,13 @@ from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from flywheel.core.pii import PiiMasker
+from flywheel.core.rows import (
+    clean_text,
+    default_masker,
+    feedback_rows,
+    message_parts,
+    to_rows,
+)
 from flywheel.core.schema import BlueprintRecord, FeedbackRecord, Interaction, record_kind
 from flywheel.core.store import Store, utcnow
 
@@ -207,18 +214,6 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
 )
-_STORED = json.JSONEncoder(ensure_ascii=False, default=str)
-
-
-def _stored_json(obj: dict[str, Any], from_text: bool) -> str:
-    """The request or response as stored: orjson's compact JSON for records read from JSON text (JSON
-    types only), json's otherwise (a Parquet row may hold dates or other types, written with `str`)."""
-    if from_text:
-        try:
-            return orjson.dumps(obj).decode("utf-8")
-        except orjson.JSONEncodeError:  # an integer beyond 64 bits, deep nesting
-            pass
-    return _STORED.encode(obj)
 
 
 def _canonical(obj: dict[str, Any]) -> bytes:
@@ -238,205 +233,12 @@ def _canonical(obj: dict[str, Any]) -> bytes:
     return data
 
 
-def content_hash(obj: dict[str, Any]) -> str:
-    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
-
-
-def _clean(text: str) -> str:
-    """Text any store backend accepts (PostgreSQL takes no NUL, UTF-8 no lone surrogate)."""
-    if text.isascii() and "\x00" not in text:  # the common case, without the round trip
-        return text
-    return text.encode("utf-8", errors="backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-
-
 def _validation_reason(err: ValidationError) -> str:
     parts = []
     for e in err.errors()[:5]:
         where = ".".join(str(x) for x in e["loc"]) or "record"
         parts.append(f"{where}: {e['msg']}")
     return "schema: " + "; ".join(parts)
-
-
-_DEFAULT_MASKER: PiiMasker | None = None
-
-
-def default_masker() -> PiiMasker:
-    global _DEFAULT_MASKER
-    if _DEFAULT_MASKER is None:
-        _DEFAULT_MASKER = PiiMasker()
-    return _DEFAULT_MASKER
-
-
-def mask_unique(masker: PiiMasker, texts: Sequence[str], names: bool = True) -> list[str]:
-    """`masker.mask_many`, each distinct text once (answer excerpts, system-made text and retried questions
-    repeat within a batch)."""
-    unique = list(dict.fromkeys(texts))
-    masked = dict(zip(unique, masker.mask_many(unique, names=names), strict=True))
-    return [masked[text] for text in texts]
-
-
-def _message_parts(request: dict[str, Any], roles: tuple[str, ...] | None = None) -> list[str]:
-    """The texts of the request's messages (of `roles`, default all), in order; a content-parts message
-    gives one text per text part. The request passed `flywheel.core.schema.check_messages`."""
-    texts = []
-    for m in request["messages"]:
-        if roles is None or m.get("role") in roles:
-            content = m.get("content", "")
-            if isinstance(content, list):
-                texts.extend(p["text"] for p in content if "text" in p)
-            elif isinstance(content, str):
-                texts.append(content)
-    return texts
-
-
-def _with_message_parts(request: dict[str, Any], texts: Iterator[str]) -> tuple[dict[str, Any], str]:
-    """A copy of the request whose message texts are replaced, in `_message_parts` order, and its query
-    (the last user message, content parts joined as `Interaction.query` joins them)."""
-    messages, query = [], ""
-    for m in request["messages"]:
-        content = m.get("content", "")
-        if isinstance(content, list):
-            content = [{**p, "text": next(texts)} if "text" in p else p for p in content]
-            text = " ".join(p.get("text", "") for p in content)
-        elif isinstance(content, str):
-            content = text = next(texts)
-        else:
-            text = ""
-        if m.get("role") == "user":
-            query = text
-        messages.append({**m, "content": content} if "content" in m else m)
-    return {**request, "messages": messages}, query
-
-
-def to_rows(
-    records: Sequence[tuple[Interaction, str, str]],
-    masker: PiiMasker | None = None,
-    keep_original: bool = False,
-) -> list[dict[str, Any]]:
-    """Store rows of validated interactions, given with their content hash and source. PII is masked in
-    one batch: every message of the request (`query_masked` is the last user one), the comment, and the
-    answer excerpt (patterns only: it is the system's own text). Unless `keep_original`, `query`,
-    `request_json` and the excerpt hold the masked text too; the comment is always masked. Token counts
-    the record lacks are estimated (`flywheel.collect.tokens`) and flagged `tokens_estimated`."""
-    return _rows(records, masker or default_masker(), keep_original, True)
-
-
-def _query(request: dict[str, Any]) -> str:
-    """The last user message of a checked request, content parts joined as `Interaction.query` joins them."""
-    for message in reversed(request["messages"]):
-        if message.get("role") == "user":
-            content = message.get("content", "")
-            return " ".join(p.get("text", "") for p in content) if isinstance(content, list) else content
-    return ""
-
-
-def _rows(
-    records: Sequence[tuple[Interaction, str, str]],
-    masker: PiiMasker,
-    keep_original: bool,
-    clean: bool,
-    from_text: bool = False,
-) -> list[dict[str, Any]]:
-    """`to_rows`; `clean=False` where every text already passed `_canonical` (no NUL, no lone surrogate),
-    `from_text` where every record was read from JSON text (see `_stored_json`)."""
-    fix = _clean if clean else str
-    parts = [_message_parts(record.request) for record, *_ in records]
-    texts: list[str] = []
-    for record_parts, (record, *_) in zip(parts, records, strict=True):
-        texts.extend(record_parts)
-        texts.append(record.feedback.comment if record.feedback and record.feedback.comment else "")
-    masked = mask_unique(masker, texts)
-    excerpts = iter(mask_unique(masker, [r.answer_excerpt or "" for r, *_ in records], names=False))
-    missing = [r for r, *_ in records if r.tokens_missing]
-    if missing:
-        from flywheel.collect.tokens import estimate
-
-        estimates = iter(estimate([(r.request, r.response, r.routed_expert) for r in missing]))
-    rows = []
-    at = 0
-    for record_parts, (record, digest, source) in zip(parts, records, strict=True):
-        n = len(record_parts)
-        masked_parts, comment = masked[at : at + n], masked[at + n]
-        at += n + 1
-        if masked_parts == record_parts:  # nothing to mask (most records): no copy
-            masked_request, query_masked = record.request, _query(record.request)
-        else:
-            masked_request, query_masked = _with_message_parts(record.request, iter(masked_parts))
-        excerpt = next(excerpts)
-        tokens_in, tokens_out = next(estimates) if record.tokens_missing else (0, 0)
-        request = record.request if keep_original else masked_request
-        feedback = record.feedback
-        rows.append(
-            {
-                "id": fix(record.id),
-                "content_hash": digest,
-                "timestamp": record.timestamp,
-                "session_id": fix(record.session_id),
-                "user_id": fix(record.user_id),
-                "query": fix(_query(record.request) if keep_original else query_masked),
-                "query_masked": fix(query_masked),
-                "routed_expert": fix(record.routed_expert),
-                "model": fix(record.model),
-                "latency_ms": record.latency_ms,
-                "ttft_ms": record.ttft_ms,
-                "tokens_in": tokens_in if record.tokens_in is None else record.tokens_in,
-                "tokens_out": tokens_out if record.tokens_out is None else record.tokens_out,
-                "tokens_estimated": record.tokens_missing,
-                "answer_excerpt": fix(record.answer_excerpt if keep_original else excerpt)
-                if record.answer_excerpt is not None
-                else None,
-                "thumbs": feedback.thumbs if feedback else None,
-                "rating": feedback.rating if feedback else None,
-                "comment": fix(comment) if feedback and feedback.comment else None,
-                "satisfied": feedback.satisfied if feedback else None,
-                "request_json": fix(_stored_json(request, from_text)),
-                "response_json": fix(_stored_json(record.response, from_text)),
-                "source": fix(source),
-                "ingested_at": utcnow(),
-            }
-        )
-    return rows
-
-
-def to_row(
-    record: Interaction,
-    digest: str,
-    source: str,
-    keep_original: bool = False,
-    masker: PiiMasker | None = None,
-) -> dict[str, Any]:
-    """The store row of one validated interaction (PII masked with `masker`, else the default one)."""
-    return to_rows([(record, digest, source)], masker, keep_original)[0]
-
-
-def feedback_rows(
-    records: Sequence[tuple[FeedbackRecord, str, str]], masker: PiiMasker
-) -> list[dict[str, Any]]:
-    """Store rows of separate feedback records (with content hash and source); comments masked in a batch."""
-    comments = iter(mask_unique(masker, [r.comment or "" for r, _, _ in records]))
-    rows = []
-    for record, digest, source in records:
-        fb, comment = record.feedback, next(comments)
-        rows.append(
-            {
-                "content_hash": digest,
-                "interaction_id": _clean(record.interaction_id),
-                "timestamp": record.timestamp,
-                "thumbs": fb.thumbs,
-                "rating": fb.rating,
-                "comment": _clean(comment) if fb.comment else None,
-                "satisfied": fb.satisfied,
-                "source": _clean(source),
-                "ingested_at": utcnow(),
-                "applied": False,
-            }
-        )
-    return rows
-
-
-def feedback_row(record: FeedbackRecord, digest: str, source: str, masker: PiiMasker) -> dict[str, Any]:
-    return feedback_rows([(record, digest, source)], masker)[0]
 
 
 @dataclass(frozen=True)
@@ -499,7 +301,7 @@ def _validate(
         raise ValueError("latency_ms is null, and this store predates optional latency: recreate it")
     if isinstance(raw, bytes) and len(raw) <= settings.max_query_chars:
         return record  # no text of a line is longer than the line
-    longest = max(map(len, _message_parts(record.request, ("user",))), default=0)
+    longest = max(map(len, message_parts(record.request, ("user",))), default=0)
     if longest > settings.max_query_chars:
         raise ValueError(
             f"a user message of {longest} characters is over collect.max_query_chars "
@@ -548,12 +350,12 @@ def convert_batch(items: Sequence[Item], settings: IngestSettings) -> Converted:
 
     source, masker = settings.source, settings.masker
     for (line, raw, record, digest), row in _each_or_quarantine(
-        lambda batch: _rows(
+        lambda batch: to_rows(
             [(r, d, source) for _, _, r, d in batch],
             masker,
             settings.keep_original,
-            False,
-            all(isinstance(raw, bytes) for _, raw, _, _ in batch),
+            clean=False,  # every text passed `_canonical`
+            from_text=all(isinstance(raw, bytes) for _, raw, _, _ in batch),
         ),
         interactions,
         out.bad,
@@ -609,10 +411,10 @@ def quarantine_rows(bad: Sequence[Bad], source: str, masker: PiiMasker) -> list[
                 "content_hash": hashlib.sha256(
                     f"{source}\0{b.line}\0{digest}".encode("utf-8", errors="surrogatepass")
                 ).hexdigest(),
-                "source": _clean(source),
+                "source": clean_text(source),
                 "line": b.line,
-                "reason": _clean(reason),
-                "raw": _clean(copy[:RAW_KEEP_CHARS]),
+                "reason": clean_text(reason),
+                "raw": clean_text(copy[:RAW_KEEP_CHARS]),
                 "raw_sha256": digest,
                 "quarantined_at": utcnow(),
             }
@@ -630,7 +432,7 @@ def scrub_legacy_quarantine(store: Store, masker: PiiMasker) -> int:
         [
             (
                 key,
-                _clean(text[:RAW_KEEP_CHARS]),
+                clean_text(text[:RAW_KEEP_CHARS]),
                 hashlib.sha256(_raw_bytes(raw)).hexdigest(),
             )
             for (key, raw), text in zip(legacy, masked, strict=True)
@@ -658,7 +460,7 @@ def ingest(
     masker = masker or default_masker()
     scrub_legacy_quarantine(store, masker)
     for path in log_files(paths):
-        source = _clean(str(path))  # a file name need not be valid UTF-8
+        source = clean_text(str(path))  # a file name need not be valid UTF-8
         settings = IngestSettings(source, masker, keep_original, max_query_chars, store.latency_required)
         _ingest_file(store, path, report, progress, settings, workers)
         report.files += 1

@@ -27,7 +27,9 @@ KINDS = ("retry", "rephrase", "escalation")
 _SPACES = re.compile(r"\s+")
 
 
-def normalise(text: str) -> str:
+def casefold_spacing_end_punct(text: str) -> str:
+    """Lowercased, runs of whitespace as one space, trailing `?!. ` dropped: a question asked again that
+    differs only in these is a retry."""
     return _SPACES.sub(" ", text.strip().lower()).rstrip("?!. ")
 
 
@@ -74,7 +76,8 @@ def derive_signals(
             },
         )
 
-    same = pairs["query"].map(normalise) == pairs["next_query"].map(normalise)
+    asked = pairs["query"].map(casefold_spacing_end_punct)
+    same = asked == pairs["next_query"].map(casefold_spacing_end_punct)
     for pair in pairs[same].itertuples(index=False):
         add(pair.id, "retry", pair.next_id, 1.0, f"asked again after {pair.gap_s:.0f} s")
     others = pairs[~same]

@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from flywheel.core.config import REPO_ROOT, load_config
+
 
 def status(
     config: Annotated[Path, typer.Option("--config", "-c", help="cycle config (YAML)")] = Path(
@@ -24,8 +26,8 @@ def status(
     exit_code: Annotated[bool, typer.Option("--exit-code", help="exit 1 when no cycle is needed")] = False,
 ) -> None:
     """Print whether a new cycle should run (new feedback since the last cycle, or drift)."""
+    # imported here: `flywheel` registers this command at start-up, and these pull in statsmodels/SQLAlchemy
     from flywheel.collect.drift import cycle_status
-    from flywheel.core.config import REPO_ROOT, load_config
     from flywheel.core.store import Store
 
     if not config.exists() and (REPO_ROOT / config).exists():

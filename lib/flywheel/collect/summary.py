@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from flywheel.core.pii import PLACEHOLDERS
+
 
 def weekly_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per ISO week: interactions, satisfied share, and the traffic share of each expert."""
@@ -50,8 +52,6 @@ def quarantine_report(quarantine: pd.DataFrame) -> pd.DataFrame:
 
 def masked_samples(frame: pd.DataFrame, n: int = 8, seed: int = 0) -> pd.DataFrame:
     """Masked questions that had PII in them (they hold a placeholder such as [EMAIL]); never the raw text."""
-    from flywheel.core.pii import PLACEHOLDERS
-
     pattern = "|".join(p.replace("[", r"\[").replace("]", r"\]") for p in PLACEHOLDERS)
     hits = frame[frame["query_masked"].str.contains(pattern, regex=True)]
     return hits.sample(min(n, len(hits)), random_state=seed)[["id", "query_masked"]] if len(hits) else hits

@@ -7,11 +7,12 @@ their own logs changes `experts` and `source` only.
 from __future__ import annotations
 
 import os
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -20,10 +21,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+LOG_SOURCES_GROUP = "flywheel.log_sources"  # where log source plug-ins register (core.log_sources)
+
+
 class SourceConfig(_Strict):
     """Where production logs come from."""
 
-    kind: Literal["demo", "files"] = "demo"
+    kind: str = Field(
+        default="demo",
+        description=f"a log source registered in the `{LOG_SOURCES_GROUP}` entry point group: `files`, "
+        "`demo`, or a plug-in's",
+    )
     paths: list[str] = Field(
         default_factory=list,
         description="JSONL/Parquet files or folders (kind=files); relative: from where `flywheel cycle` runs",
@@ -31,6 +39,14 @@ class SourceConfig(_Strict):
     n_interactions: int = Field(default=1200, ge=10)
     weeks: int = Field(default=6, ge=1)
     start: str = "2026-09-07"
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, kind: str) -> str:
+        kinds = sorted({point.name for point in entry_points(group=LOG_SOURCES_GROUP)})
+        if kind not in kinds:
+            raise ValueError(f"unknown log source {kind!r}; registered: {', '.join(kinds) or 'none'}")
+        return kind
 
     @model_validator(mode="after")
     def _files_need_paths(self) -> SourceConfig:
@@ -84,7 +100,7 @@ class SignalsConfig(_Strict):
 
     window_minutes: float = Field(default=10.0, gt=0, description="how soon a follow-up counts")
     rephrase_similarity: float = Field(default=0.75, gt=0, le=1, description="MiniLM cosine for a rephrase")
-    model: str = Field(default="minilm-l6", description="embedding model source (flywheel.core.routers)")
+    model: str = Field(default="minilm-l6", description="embedding model source (flywheel.core.weights)")
     escalation_pattern: str = Field(
         default=(
             r"\b(?:talk|speak|chat|connect|escalate|transfer|put)\b.{0,30}?"
@@ -204,12 +220,24 @@ class EndpointConfig(_Strict):
     price_note: str | None = Field(default=None, description="where the prices come from")
 
 
+# Set by the workbench for every trainer: the run directory and the config's `seed`.
+WORKBENCH_TRAINER_KEYS = ("output_dir", "seed", "data_seed")
+
+
 class CandidateConfig(_Strict):
-    """One small model to train: a model source, a method and its hyper-parameters.
+    """One candidate router: what it is (the keys below) and its recipe (every other key).
+
+    Recipe keys pass through unmapped, as in alignment-handbook's recipes: fields of transformers'
+    `TrainingArguments` (encoder classifiers) or trl's `SFTConfig` (causal LMs), and of peft's `LoraConfig`
+    (method lora: `r`, `lora_alpha`, `target_modules`, ...) or `PromptTuningConfig` (method prompt_tuning:
+    `num_virtual_tokens`, ...). They are checked against those classes when the finetune stage starts (the
+    classes take seconds to import): an unknown key is an error naming it (flywheel.finetune.recipes).
 
     kind=causal_lm (trl SFT, see flywheel.finetune.sft): methods lora / full / prompt_tuning train;
     zero_shot / few_shot need no training. `decision` says how the router decides (label scoring or greedy
-    generation); `gradient_checkpointing: null` means the hardware default (off on CPU)."""
+    generation)."""
+
+    model_config = ConfigDict(extra="allow")  # the recipe
 
     name: str
     kind: Literal["tfidf_logreg", "encoder_classifier", "causal_lm", "endpoint"]
@@ -218,32 +246,22 @@ class CandidateConfig(_Strict):
         description="model source: minilm-l6, smollm2-135m-instruct, tiny-llama, a folder, a hub id",
     )
     method: Literal["full", "lora", "prompt_tuning", "zero_shot", "few_shot"] = "full"
-    epochs: float = 3.0
-    max_steps: int = -1
-    learning_rate: float = 5e-5
-    batch_size: int = 16
-    max_length: int = 64
-    lora_r: int = 8
-    # causal_lm only
-    lora_alpha: int | None = Field(default=None, description="default: 2 * lora_r")
-    lora_dropout: float = 0.0
-    lora_target_modules: list[str] | str = "all-linear"
-    num_virtual_tokens: int = 16
-    gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    logging_steps: int = 5
-    save_steps: int = 25
-    gradient_checkpointing: bool | None = None
-    # batches of similar-length examples: less padding (random batches padded the demo's ~40 tokens by ~38%),
-    # but less mixed batches (on the tests' tiny task of few phrasings it lowered accuracy): off by default
-    group_by_length: bool = False
+    max_length: int = Field(
+        default=64,
+        ge=1,
+        description="tokens per example (SFTConfig.max_length, encoder truncation, inference)",
+    )
     prompt_style: Literal["short", "long", "minimal"] = "short"
     decision: Literal["score", "generate"] = "score"
     few_shot_k: int = Field(default=4, ge=1)
     few_shot_max_tokens: int = Field(default=256, ge=16)
     # endpoint only: a model hosted elsewhere (NIM, vLLM, OpenAI), evaluated by generation; nothing trains
     endpoint: EndpointConfig | None = None
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        """The pass-through keys: trainer and peft arguments."""
+        return dict(self.model_extra or {})
 
     @model_validator(mode="after")
     def _methods_fit_kind(self) -> CandidateConfig:
@@ -253,6 +271,14 @@ class CandidateConfig(_Strict):
             raise ValueError(f"{self.name}: `endpoint` is required for kind endpoint, and only for it")
         if self.kind == "causal_lm" and not self.model:
             raise ValueError(f"{self.name}: a causal_lm candidate needs `model` (a model source)")
+        if self.recipe and self.kind in ("tfidf_logreg", "endpoint"):
+            raise ValueError(
+                f"{self.name}: unknown key(s) {sorted(self.recipe)}: a {self.kind} candidate takes no "
+                "trainer arguments"
+            )
+        reserved = sorted(set(self.recipe) & set(WORKBENCH_TRAINER_KEYS))
+        if reserved:
+            raise ValueError(f"{self.name}: {reserved} are set by the workbench (run directory, config seed)")
         return self
 
 
@@ -325,7 +351,21 @@ class Config(_Strict):
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Read a YAML config; `overrides` is a nested dict merged on top (e.g. from notebook parameters)."""
+    """Read a YAML config (resolving `extends`); `overrides` is a nested dict merged on top the same way
+    (e.g. from notebook parameters)."""
+    raw = read_config_mapping(path)
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    return Config.model_validate(raw)
+
+
+REPLACED_WHOLE = ("experts",)  # top-level mappings an overlay replaces instead of merging into
+
+
+def read_config_mapping(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's YAML mapping with `extends: <base file>` (relative to this file) resolved: this
+    file's keys are merged into the base's, mappings key by key; anything else replaces the base's value
+    whole: lists (`candidates`) and the expert catalog (`experts`, a catalog is never mixed with another)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -333,9 +373,25 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         raise FileNotFoundError(f"config file not found: {path}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a config must be a YAML mapping")
-    if overrides:
-        raw = _deep_merge(raw, overrides)
-    return Config.model_validate(raw)
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if path.resolve() in _seen:
+        raise ValueError(f"{path}: `extends` loops back to itself")
+    merged = _deep_merge(read_config_mapping(path.parent / base, (*_seen, path.resolve())), raw)
+    return merged | {key: raw[key] for key in REPLACED_WHOLE if key in raw}
+
+
+def config_text(path: str | Path) -> str:
+    """The config as a self-contained YAML text (what a run directory keeps): the file as written, or for
+    one that `extends` another, its resolved mapping."""
+    path = Path(path)
+    text = path.read_text()
+    raw = yaml.safe_load(text)
+    if not (isinstance(raw, dict) and "extends" in raw):
+        return text
+    resolved = yaml.safe_dump(read_config_mapping(path), sort_keys=False, allow_unicode=True, width=110)
+    return f"# {path.name} with `extends: {raw['extends']}` resolved\n{resolved}"
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

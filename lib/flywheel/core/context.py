@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flywheel.core.config import Config, load_config
-from flywheel.core.runs import RunDir, open_run
+from flywheel.core.runs import RunDir, open_or_create_run
 from flywheel.core.store import Store
 
 
@@ -23,6 +23,6 @@ class StageContext:
 
 def open_stage(run_dir: str | Path | None, config_path: str | Path | None = None) -> StageContext:
     """Open the run (a scratch one in JupyterLab when run_dir is empty) with its config and store."""
-    run = open_run(run_dir, config_path)
+    run = open_or_create_run(run_dir, config_path)
     config = load_config(run.config_path)
     return StageContext(run, config, Store(config.store_url(run.runs_root)))

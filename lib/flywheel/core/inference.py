@@ -1,4 +1,4 @@
-"""Causal LMs as routers: the routing prompt, few-shot example selection, and two ways to decide.
+"""Causal LMs as routers, two ways to decide (the prompt and few-shot selection: `flywheel.core.prompts`).
 
 - **Label scoring**: the log-likelihood of each expert name after the prompt — by default only of the tokens
   that tell the names apart (one forward pass when their first tokens differ); with `label_scoring="full"`,
@@ -9,141 +9,21 @@
 
 Both reuse the KV cache of the system turn, which every query shares.
 
-The same `RoutingPrompt` renders training examples (finetune) and queries (evaluation), so a fine-tuned model
-sees at inference exactly what it was trained on.
+torch and peft are imported where used: `flywheel.core.routers`, on the CLI's start-up path, imports this
+module.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+import copy
+import time
 from pathlib import Path
 
 import numpy as np
 
-
-@dataclass
-class RoutingPrompt:
-    """A SHORT system prompt from the expert catalog; the expert name is the completion.
-
-    style="short": only the expert names (they are self-describing; ~67 tokens with the question).
-    style="long": one line per expert with its description (what a naive setup does; ~2.5x the tokens).
-    style="minimal": no catalog at all (~35 tokens): for fine-tuned models, which learn the experts from
-    the completions; zero- and few-shot models need the names in the prompt.
-    """
-
-    experts: dict[str, str]
-    style: str = "short"
-    max_question_chars: int = 600
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.experts)
-
-    def system(self) -> str:
-        if self.style == "long":
-            lines = "\n".join(f"- {name}: {text}" for name, text in self.experts.items())
-            return (
-                "You are the router of an employee support assistant. Read the employee's question and "
-                "decide which expert agent should answer it. The experts are:\n"
-                f"{lines}\nAnswer with the name of exactly one expert and nothing else."
-            )
-        if self.style == "minimal":
-            return "Route the employee question to one expert."
-        return "Route the employee question to one expert. Answer with its name only: " + ", ".join(
-            self.names
-        )
-
-    def messages(self, question: str, examples: list[tuple[str, str]] = ()) -> list[dict]:
-        messages = [{"role": "system", "content": self.system()}]
-        for text, label in examples:
-            messages.append({"role": "user", "content": self._clip(text)})
-            messages.append({"role": "assistant", "content": label})
-        messages.append({"role": "user", "content": self._clip(question)})
-        return messages
-
-    def render(self, tokenizer, question: str, examples: list[tuple[str, str]] = ()) -> str:
-        """The prompt text, ending with the assistant turn's opening (the completion follows)."""
-        return tokenizer.apply_chat_template(
-            self.messages(question, examples), tokenize=False, add_generation_prompt=True
-        )
-
-    def completion(self, tokenizer, label: str) -> str:
-        """What the model is trained to produce (trl appends the EOS token; scoring includes it too)."""
-        return label
-
-    def _clip(self, text: str) -> str:
-        text = " ".join(str(text).split())
-        return text[: self.max_question_chars]
-
-
-def parse_expert(text: str, experts: list[str]) -> str | None:
-    """An expert name from generated text: an exact answer, or the only expert named in it; else None."""
-    cleaned = text.strip().strip("`'\".:;,!").strip().lower()
-    if cleaned in experts:
-        return cleaned
-    found = {e for e in experts if re.search(rf"(?<![a-z_]){re.escape(e)}(?![a-z_])", text.lower())}
-    return found.pop() if len(found) == 1 else None
-
-
-# --- few-shot -------------------------------------------------------------------------------------------
-
-
-def embed_texts(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """L2-normalised MiniLM sentence embeddings (see flywheel.core.embeddings)."""
-    from flywheel.core.embeddings import embed
-
-    return embed(texts, batch_size=batch_size)
-
-
-# --- few-shot selection ---------------------------------------------------------------------------------
-
-
-@dataclass
-class FewShotSelector:
-    """k train examples most similar to the query (MiniLM cosine), within a token budget."""
-
-    texts: list[str]
-    labels: list[str]
-    embeddings: np.ndarray
-    k: int = 4
-    max_tokens: int = 256
-    _token_counts: list[int] = field(default_factory=list)
-
-    def select(self, queries: list[str], tokenizer) -> list[list[tuple[str, str]]]:
-        if not self._token_counts:
-            self._token_counts = [
-                len(tokenizer(f"{t} {label}", add_special_tokens=False).input_ids) + 8  # + chat scaffolding
-                for t, label in zip(self.texts, self.labels, strict=True)
-            ]
-        similarity = embed_texts(queries) @ self.embeddings.T
-        chosen = []
-        for row in similarity:
-            picked, used = [], 0
-            for i in np.argsort(-row, kind="stable"):
-                if len(picked) == self.k:
-                    break
-                if used + self._token_counts[i] > self.max_tokens:
-                    continue
-                picked.append((self.texts[i], self.labels[i]))
-                used += self._token_counts[i]
-            chosen.append(picked[::-1])  # the most similar example sits right before the question
-        return chosen
-
-    def save(self, folder: Path) -> None:
-        import pandas as pd
-
-        pd.DataFrame({"text": self.texts, "label": self.labels}).to_parquet(folder / "fewshot_pool.parquet")
-        np.save(folder / "fewshot_embeddings.npy", self.embeddings)
-
-    @classmethod
-    def load(cls, folder: Path, k: int, max_tokens: int) -> FewShotSelector:
-        import pandas as pd
-
-        pool = pd.read_parquet(folder / "fewshot_pool.parquet")
-        embeddings = np.load(folder / "fewshot_embeddings.npy")
-        return cls(pool["text"].tolist(), pool["label"].tolist(), embeddings, k, max_tokens)
-
+from flywheel.core.devices import compute_device, inference_dtype, on_accelerator
+from flywheel.core.prompts import FewShotSelector, RoutingPrompt, parse_expert
+from flywheel.core.weights import load_causal_lm
 
 # --- the router -------------------------------------------------------------------------------------------
 
@@ -282,8 +162,6 @@ class CausalLMRouter:
 
     def first_token_seconds(self, text: str) -> float:
         """Time to the first generated token for one query (its prompt's forward pass)."""
-        import time
-
         import torch
 
         started = time.perf_counter()
@@ -322,8 +200,6 @@ class CausalLMRouter:
         """The prompt batch as model inputs: with the cached system prefix (each prompt's own tokens,
         left-padded, after the prefix) when every prompt starts with it; else whole and left-padded, with
         the soft prompt in front when prompt tuning. `mask` and `lengths` cover the whole sequence."""
-        import copy
-
         import torch
 
         ids = [self.tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
@@ -373,13 +249,8 @@ def load_causal_router(folder: Path, card: dict, decision: str | None = None) ->
     """A causal router from a candidate folder; candidate.json says where the weights are:
     weights="model" (a full model folder), "adapter" (peft LoRA merged at load / prompt tuning on `base`),
     "source" (zero/few-shot: the named source, untouched)."""
-    import torch
-
-    from flywheel.core.weights import load_causal_lm
-
     folder = Path(folder)
-    on_gpu = torch.cuda.is_available()
-    dtype = torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = inference_dtype()
     weights = card["weights"]
     soft_prompt = None
     if weights == "model":
@@ -398,8 +269,8 @@ def load_causal_router(folder: Path, card: dict, decision: str | None = None) ->
             model = peft_model.merge_and_unload()
     else:
         raise ValueError(f"{folder}: unknown weights {weights!r}")
-    if on_gpu:
-        model = model.to("cuda")
+    if on_accelerator():
+        model = model.to(compute_device())
     few_shot = None
     if card.get("few_shot_k"):
         few_shot = FewShotSelector.load(folder, card["few_shot_k"], card["few_shot_max_tokens"])

@@ -65,7 +65,7 @@ SSN_CANDIDATE = re.compile(r"\b\d{3}([- ])\d{2}\1\d{4}\b")
 IPV4_CANDIDATE = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
 IPV6_CANDIDATE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 DIGIT = re.compile(r"\d")
-PHONE_DIGITS = 7  # libphonenumber finds no valid number with fewer digits
+PHONE_DIGITS = 7  # shorter valid numbers are service numbers (German 1640), which reach no person
 # libphonenumber's matcher reads a number from one run of digits, at most 4 of its punctuation characters
 # apart (its own `_PATTERN`): a text without such a run of PHONE_DIGITS digits is not handed to it.
 PHONE_RUN = re.compile(

@@ -27,10 +27,11 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from flywheel.core.files import atomic_write_json
 from flywheel.core.routers import read_candidate_card
-from flywheel.core.runs import atomic_write_json
 from flywheel.core.store import Store, metadata, utcnow
 
+# Made by the store's Alembic revisions (flywheel.core.migrations), like the store's own tables
 promotions = sa.Table(
     "promotions",
     metadata,
@@ -183,7 +184,6 @@ class Registry:
     def __init__(self, store: Store, export_path: str | Path | None = None):
         self.store = store
         self.export_path = Path(export_path) if export_path else None
-        promotions.create(store.engine, checkfirst=True)  # a Store opened before this module was imported
 
     # --- reads -----------------------------------------------------------------------------------
     def history(self) -> list[Entry]:

@@ -8,9 +8,11 @@ import resource
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from flywheel.core.runs import atomic_write_json, now_iso, read_json
+from flywheel.core.files import atomic_write_json, read_json
+from flywheel.core.runs import now_iso
 
 if TYPE_CHECKING:
     from flywheel.core.runs import RunDir
@@ -47,3 +49,124 @@ def read_result(run: RunDir, kind: type[Result]) -> Result:
     data: dict[str, Any] = read_json(path)
     data.pop("stage", None)
     return kind.model_validate(data)
+
+
+# --- 01_collect ---------------------------------------------------------------------------------------------
+class CycleStatus(BaseModel):
+    """What `flywheel status` said before the cycle collected."""
+
+    should_run: bool
+    reasons: list[str]
+    new_feedback: int
+
+
+class CollectResult(StageResult):
+    stage: ClassVar[str] = "01_collect"
+
+    ingest: dict[str, int] = Field(
+        description="the ingest report: read = accepted + duplicates + quarantined"
+    )
+    interactions_in_store: int
+    quarantined_in_store: int
+    satisfied_share: float
+    weeks: int
+    implicit_signals: dict[str, int] = Field(description="interactions per implicit signal kind")
+    drift_flagged_windows: list[str]
+    status_before_cycle: CycleStatus
+
+
+# --- 02_triage ----------------------------------------------------------------------------------------------
+class GroundTruthRef(BaseModel):
+    """Where the versioned ground truth is, and its counts; `load_split` reads a split."""
+
+    version: str
+    folder: Path
+    interactions: int
+    labelled: int
+    duplicates_removed: int
+    exact_duplicates_removed: int
+    near_duplicates_removed: int
+    train: int
+    test: int
+
+    def load_split(self, split: str) -> pd.DataFrame:
+        """`train` or `test` as a DataFrame (id, text, label, label_source, routed_expert, ...)."""
+        return load_split(self.folder, split)
+
+
+def load_split(folder: Path, split: str) -> pd.DataFrame:
+    return pd.read_parquet(Path(folder) / f"{split}.parquet")
+
+
+class ReviewSummary(BaseModel):
+    mode: str
+    simulated: bool
+    progress: dict[str, int]
+    agreement: dict[str, Any]
+
+
+class TriageResult(StageResult):
+    """While the review is awaited, only `reviewed`, `review` and `awaiting_review` are recorded."""
+
+    stage: ClassVar[str] = "02_triage"
+
+    reviewed: int = Field(description="interactions with at least one expert answer")
+    review: ReviewSummary
+    awaiting_review: bool
+    causes: dict[str, int] | None = Field(default=None, description="experts' answers on the cause")
+    judges: list[dict[str, Any]] | None = Field(default=None, description="judge_scoring.score_cycle's rows")
+    ground_truth: GroundTruthRef | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unfinished(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if self.awaiting_review:  # the stage's later steps have not run: no keys for them
+            for key in ("causes", "judges", "ground_truth"):
+                data.pop(key, None)
+        return data
+
+
+# --- 03_finetune --------------------------------------------------------------------------------------------
+class FinetuneResult(StageResult):
+    """The trained candidates: what training reported, and the folder each one was saved in."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")  # a NaN loss stays NaN, as json.dumps writes it
+
+    stage: ClassVar[str] = "03_finetune"
+
+    candidates: dict[str, dict[str, Any]] = Field(
+        description="train_candidate's record per candidate name, without its loss curve"
+    )
+    candidate_dirs: dict[str, Path] = Field(
+        description="per candidate name: its folder (load_router reads it)"
+    )
+
+
+# --- 04_eval ------------------------------------------------------------------------------------------------
+class HeadlineRow(BaseModel):
+    """One model's line of the eval notebook's headline table. NaN where a value does not apply (the
+    baseline has no paired test, no measured size, no time to first token)."""
+
+    model: str
+    accuracy: float
+    ci95: str = Field(description="the 95% Wilson interval, as printed: [low, high]")
+    vs_baseline_points: float
+    mcnemar_p: float | None
+    p50_ms: float
+    ttft_p50_ms: float | None
+    cost_per_1k_usd: float
+    parameters: float | None
+    promoted: bool
+
+
+class EvalResult(StageResult):
+    """The promoted candidate (None: the baseline stays) and the headline table; summary.json has the rest.
+
+    "baseline" here is the model the logs came from: the registry calls it "production"."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")  # the table's NaN stay NaN, as before
+
+    stage: ClassVar[str] = "04_eval"
+
+    promoted: str | None
+    table: list[HeadlineRow]

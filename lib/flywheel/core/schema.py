@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-CAUSES = ("routing", "retrieval", "generation", "out_of_scope", "other")
 MAX_INT = 2**31 - 1  # token counts fit a 32-bit INTEGER column on every store backend
 
 

@@ -8,7 +8,8 @@ answers on the correct expert and the cause of an unsatisfactory rating).
 
 Writes are idempotent: keys are content hashes and ids, and inserts skip existing keys (`ON CONFLICT DO
 NOTHING` on SQLite and PostgreSQL, a look-up first elsewhere). The same code runs on both backends; the
-store tests run on both.
+store tests run on both. Opening a store brings its schema to the newest Alembic revision
+(`flywheel.core.migrations`), a store made before Alembic included.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from flywheel.core import migrations
+
+# What the queries below see of the schema; the schema itself is made and changed by the Alembic revisions
+# in flywheel/core/migrations/ (a test checks that the two agree).
 metadata = sa.MetaData()
 
 interactions = sa.Table(
@@ -147,43 +152,11 @@ class Store:
         self.engine: Engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._create_tables()
+        migrations.upgrade(self.engine)
         # A store created before latency became optional cannot take records without one (SQLite cannot
         # drop NOT NULL in place); ingestion quarantines those with a reason instead of failing.
         columns = {c["name"]: c for c in sa.inspect(self.engine).get_columns("interactions")}
         self.latency_required = not columns["latency_ms"]["nullable"]
-        self._add_columns()
-
-    def _create_tables(self) -> None:
-        """Create the tables a fresh store lacks. Processes opening one fresh store at once (a service and
-        an ingest) race: a CREATE fails on a table another process just made, and a retry skips it. Each
-        failure is a table made by someone else, so one attempt more than there are tables suffices."""
-        attempts = len(metadata.tables) + 1
-        for attempt in range(attempts):
-            try:
-                metadata.create_all(self.engine)
-                return
-            except sa.exc.DBAPIError:
-                if attempt == attempts - 1:
-                    raise
-
-    # Columns added since a store could first be created: an older store gets them on open.
-    ADDED_COLUMNS = (
-        ("interactions", "tokens_estimated", "BOOLEAN NOT NULL DEFAULT FALSE"),
-        ("quarantine", "raw_sha256", "VARCHAR(64)"),
-    )
-
-    def _add_columns(self) -> None:
-        inspector = sa.inspect(self.engine)
-        for table, column, ddl in self.ADDED_COLUMNS:
-            if column in {c["name"] for c in inspector.get_columns(table)}:
-                continue
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
-            except sa.exc.DBAPIError:  # another process added it first
-                if column not in {c["name"] for c in sa.inspect(self.engine).get_columns(table)}:
-                    raise
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)})"
@@ -263,10 +236,6 @@ class Store:
     def add_interactions(self, rows: Sequence[dict[str, Any]]) -> int:
         with self.engine.begin() as conn:
             return self._insert_new(conn, interactions, rows, ["content_hash"])
-
-    def add_quarantined(self, rows: Sequence[dict[str, Any]]) -> int:
-        with self.engine.begin() as conn:
-            return self._insert_new(conn, quarantine, rows, ["content_hash"])
 
     def add_reviews(self, rows: Sequence[dict[str, Any]]) -> int:
         with self.engine.begin() as conn:

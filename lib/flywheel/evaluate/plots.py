@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
+from sklearn.metrics import ConfusionMatrixDisplay
 
 BASELINE_COLOR, CANDIDATE_COLOR, PROMOTED_COLOR, FRONTIER_COLOR = (
     "tab:gray",
@@ -120,23 +121,26 @@ def plot_confusion(
     title: str,
     path: str | Path | None = None,
 ) -> Figure:
-    """Heat map of confusion counts (rows true, columns predicted), each cell labelled."""
+    """Heat map of confusion counts (rows true, columns predicted), each cell labelled, drawn by sklearn's
+    `ConfusionMatrixDisplay`. Columns may end with an "(unparsed)" one that has no row."""
     matrix = np.asarray(matrix)
     if matrix.shape != (len(row_labels), len(col_labels)):
         raise ValueError(
             f"matrix shape {matrix.shape} does not match {len(row_labels)}x{len(col_labels)} labels"
         )
+    # the display wants a square matrix: rows for the extra columns, all zero, drawn and then cut off
+    extra = len(col_labels) - len(row_labels)
+    square = np.vstack([matrix, np.zeros((extra, matrix.shape[1]), dtype=matrix.dtype)])
     size = (max(4.0, 1.0 + 0.8 * len(col_labels)), max(3.5, 1.0 + 0.6 * len(row_labels)))
     fig = Figure(figsize=size, layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap="Blues", vmin=0)
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (i, j), count in np.ndenumerate(matrix):
-        color = "white" if count > threshold else "black"
-        ax.text(j, i, str(count), ha="center", va="center", color=color, fontsize=8)
-    ax.set_xticks(range(len(col_labels)), labels=list(col_labels), rotation=45, ha="right")
+    display = ConfusionMatrixDisplay(square, display_labels=list(col_labels))
+    display.plot(ax=ax, cmap="Blues", values_format="d", im_kw={"vmin": 0}, text_kw={"fontsize": 8})
+    for text in display.text_[len(row_labels) :].ravel():
+        text.remove()
     ax.set_yticks(range(len(row_labels)), labels=list(row_labels))
+    ax.set_ylim(len(row_labels) - 0.5, -0.5)
+    ax.set_xticks(range(len(col_labels)), labels=list(col_labels), rotation=45, ha="right")
     ax.set_xlabel("predicted expert")
     ax.set_ylabel("true expert")
     ax.set_title(title)

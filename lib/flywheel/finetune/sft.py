@@ -1,11 +1,12 @@
 """Causal-LM candidates: trl SFT on prompt/completion pairs (completion-only loss) with LoRA, full fine-tuning
 or prompt tuning (peft); zero-shot and few-shot candidates that need no training.
 
-Hardware-aware defaults (`hardware_defaults`): on CPU fp32, gradient checkpointing off, torch threads = cores
-(`cpu_threads`);
-on a GPU bf16 (where supported) on the process's own device, checkpointing only when the candidate asks. Under
-`accelerate launch` (several GPUs) the Trainer runs data-parallel; only the main process writes records.
-Checkpoints are saved every `save_steps`; a killed training resumes from the last complete one.
+The recipe's keys are `SFTConfig` and peft fields (flywheel.finetune.recipes); `sft_recipe` lays them over
+the workbench's defaults. Hardware-aware defaults (`hardware_defaults`): on CPU fp32, activation
+checkpointing off, torch threads = cores (`cpu_threads`); on a GPU bf16 (where supported) on the process's
+own device, checkpointing only when the recipe asks. Under `accelerate launch` (several GPUs) the Trainer runs
+data-parallel; only the main process writes records. Checkpoints are saved every `save_steps`; a killed
+training resumes from the last complete one.
 """
 
 from __future__ import annotations
@@ -17,36 +18,35 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
+from datasets import Dataset
+from peft import LoraConfig, PromptTuningInit, TaskType
+from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTTrainer
 
 from flywheel.core.config import CandidateConfig
-from flywheel.core.inference import FewShotSelector, RoutingPrompt, embed_texts
+from flywheel.core.devices import bf16_supported, compute_device, training_dtype
+from flywheel.core.embeddings import embed
+from flywheel.core.prompts import FewShotSelector, RoutingPrompt
 from flywheel.core.routers import write_candidate_card
 from flywheel.core.weights import load_causal_lm
+from flywheel.finetune.plots import plot_loss
+from flywheel.finetune.recipes import build_recipe
 
 
 def hardware_defaults(candidate: CandidateConfig) -> dict:
-    """Trainer settings that suit the hardware in this process."""
-    import torch
-
-    if torch.cuda.is_available():
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        return {
-            "device": f"cuda:{local_rank}",
-            "dtype": torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16,
-            "bf16": torch.cuda.is_bf16_supported(),
-            "fp16": not torch.cuda.is_bf16_supported(),
-            "gradient_checkpointing": bool(candidate.gradient_checkpointing),
-            "device_map": {"": local_rank},
-            "pin_memory": True,
-        }
+    """Trainer settings that suit this process's device (its own GPU under `accelerate launch`)."""
+    device = compute_device()
+    accelerated = device.type != "cpu"
     return {
-        "device": "cpu",
-        "dtype": torch.float32,
-        "bf16": False,
-        "fp16": False,
-        "gradient_checkpointing": bool(candidate.gradient_checkpointing),  # None/False: off on CPU
-        "device_map": None,
-        "pin_memory": False,
+        "device": str(device),
+        "dtype": training_dtype(),
+        "bf16": bf16_supported(),
+        "fp16": accelerated and not bf16_supported(),
+        "gradient_checkpointing": bool(candidate.recipe.get("activation_checkpointing")),  # off unless asked
+        "device_map": {"": device} if accelerated else None,
+        "pin_memory": accelerated,
     }
 
 
@@ -61,8 +61,6 @@ def cpu_threads(n_parameters: int) -> int:
 
 def sft_dataset(train: pd.DataFrame, prompt: RoutingPrompt, tokenizer):
     """prompt/completion pairs: the rendered chat prompt, the expert name (trl appends EOS)."""
-    from datasets import Dataset
-
     return Dataset.from_dict(
         {
             "prompt": [prompt.render(tokenizer, t) for t in train["text"]],
@@ -72,33 +70,58 @@ def sft_dataset(train: pd.DataFrame, prompt: RoutingPrompt, tokenizer):
 
 
 def last_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint (trainer_state.json written) under folder, if any."""
-    done = [
-        p for p in Path(folder).glob("checkpoint-*") if (p / "trainer_state.json").is_file() and p.is_dir()
-    ]
-    return max(done, key=lambda p: int(p.name.split("-")[-1])) if done else None
-
-
-def peft_config(candidate: CandidateConfig, tokenizer, prompt: RoutingPrompt):
-    from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, TaskType
-
-    if candidate.method == "lora":
-        return LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
-            r=candidate.lora_r,
-            lora_alpha=candidate.lora_alpha or 2 * candidate.lora_r,
-            lora_dropout=candidate.lora_dropout,
-            target_modules=candidate.lora_target_modules,
-        )
-    if candidate.method == "prompt_tuning":
-        return PromptTuningConfig(
-            task_type=TaskType.CAUSAL_LM,
-            num_virtual_tokens=candidate.num_virtual_tokens,
-            prompt_tuning_init=PromptTuningInit.TEXT,
-            prompt_tuning_init_text=prompt.system(),
-            tokenizer_name_or_path=getattr(tokenizer, "name_or_path", None),
-        )
+    """transformers' newest checkpoint under folder, once complete: one killed while being saved (no
+    trainer_state.json, which the Trainer writes last) is removed and the one before it taken."""
+    folder = Path(folder)
+    while folder.is_dir() and (found := get_last_checkpoint(folder)):
+        if (Path(found) / "trainer_state.json").is_file():
+            return Path(found)
+        shutil.rmtree(found)
     return None
+
+
+def sft_recipe(
+    candidate: CandidateConfig,
+    hardware: dict,
+    output_dir: Path,
+    seed: int,
+    prompt: RoutingPrompt,
+    tokenizer,
+) -> tuple:
+    """(SFTConfig, peft config or None) for the candidate: the workbench's defaults, its recipe on top."""
+    defaults = {
+        "logging_steps": 5,  # a loss curve for short runs
+        "save_strategy": "steps",  # checkpoints to resume from
+        "save_steps": 25,
+        "save_total_limit": 2,
+        "completion_only_loss": True,
+        "packing": False,
+        "activation_checkpointing": hardware["gradient_checkpointing"],  # trl's default (on) is slow on CPU
+        "bf16": hardware["bf16"],
+        "fp16": hardware["fp16"],
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": hardware["pin_memory"],
+        "include_num_input_tokens_seen": "non_padding",
+        "report_to": [],
+        "disable_tqdm": False,
+        # LoRA: every linear layer, alpha twice the rank
+        "target_modules": "all-linear",
+        "lora_alpha": 2 * candidate.recipe.get("r", LoraConfig.r),
+        # prompt tuning: a soft prompt initialised from the system prompt's text
+        "num_virtual_tokens": 16,
+        "prompt_tuning_init": PromptTuningInit.TEXT,
+        "prompt_tuning_init_text": prompt.system(),
+        "tokenizer_name_or_path": getattr(tokenizer, "name_or_path", None),
+    }
+    owned = {
+        "output_dir": str(output_dir),
+        "seed": seed,
+        "data_seed": seed,
+        "max_length": candidate.max_length,
+        "task_type": TaskType.CAUSAL_LM,
+    }
+    args, *peft = build_recipe(candidate, defaults, owned)
+    return args, (peft[0] if peft else None)
 
 
 def train_causal(
@@ -133,7 +156,7 @@ def _prepare_untrained(candidate: CandidateConfig, train: pd.DataFrame, card: di
     card.update(weights="source", parameters=parameters)
     if candidate.method == "few_shot":
         texts, labels = train["text"].tolist(), train["label"].tolist()
-        FewShotSelector(texts, labels, embed_texts(texts)).save(out_dir)
+        FewShotSelector(texts, labels, embed(texts)).save(out_dir)
         card.update(few_shot_k=candidate.few_shot_k, few_shot_max_tokens=candidate.few_shot_max_tokens)
     write_candidate_card(out_dir, **card)
     return {"parameters": parameters, "trainable_parameters": 0, "steps": 0, "method": candidate.method}
@@ -148,47 +171,15 @@ def _train_sft(
     seed: int,
     callbacks: list,
 ) -> dict:
-    import torch
-    from transformers import set_seed
-    from trl import SFTConfig, SFTTrainer
-
     set_seed(seed)
     hw = hardware_defaults(candidate)
     model, tokenizer = load_causal_lm(candidate.model, dtype=hw["dtype"], device_map=hw["device_map"])
     if hw["device"] == "cpu":
         hw["threads"] = cpu_threads(sum(p.numel() for p in model.parameters()))
         torch.set_num_threads(hw["threads"])
-    config = peft_config(candidate, tokenizer, prompt)
     checkpoints = out_dir / "checkpoints"
     resume = last_checkpoint(checkpoints)
-    args = SFTConfig(
-        output_dir=str(checkpoints),
-        num_train_epochs=candidate.epochs,
-        max_steps=candidate.max_steps,
-        per_device_train_batch_size=candidate.batch_size,
-        train_sampling_strategy="group_by_length" if candidate.group_by_length else "random",
-        gradient_accumulation_steps=candidate.gradient_accumulation_steps,
-        learning_rate=candidate.learning_rate,
-        warmup_steps=candidate.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        weight_decay=candidate.weight_decay,
-        max_length=candidate.max_length,
-        completion_only_loss=True,
-        packing=False,
-        activation_checkpointing=hw["gradient_checkpointing"],
-        bf16=hw["bf16"],
-        fp16=hw["fp16"],
-        logging_steps=candidate.logging_steps,
-        save_strategy="steps",
-        save_steps=candidate.save_steps,
-        save_total_limit=2,
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=hw["pin_memory"],
-        include_num_input_tokens_seen="non_padding",
-        disable_tqdm=False,
-    )
+    args, config = sft_recipe(candidate, hw, checkpoints, seed, prompt, tokenizer)
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -220,9 +211,7 @@ def _train_sft(
 
     history = trainer.state.log_history
     losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    from flywheel.finetune.train import _plot_loss
-
-    _plot_loss(losses, candidate.name, out_dir / "training_curve.png")
+    plot_loss(losses, candidate.name, out_dir / "training_curve.png")
     base_parameters = sum(p.numel() for n, p in final.named_parameters() if "lora_" not in n)
     card.update(parameters=base_parameters, trainable_parameters=trainable)
     write_candidate_card(out_dir, **card)
@@ -243,7 +232,7 @@ def _train_sft(
         "device": hw["device"],
         "threads": hw.get("threads"),
         "dtype": str(hw["dtype"]).replace("torch.", ""),
-        "gradient_checkpointing": hw["gradient_checkpointing"],
+        "gradient_checkpointing": args.activation_checkpointing,
         "loss_curve": losses,
     }
     if hw["device"].startswith("cuda"):

@@ -8,11 +8,29 @@ import shutil
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import joblib
 import pandas as pd
+from datasets import Dataset
+from peft import LoraConfig, TaskType, get_peft_model
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    set_seed,
+)
 
 from flywheel.core.config import CandidateConfig
-from flywheel.core.routers import resolve_model_source, write_candidate_card
+from flywheel.core.devices import bf16_supported, on_accelerator
+from flywheel.core.results import TriageResult, read_result
+from flywheel.core.routers import write_candidate_card
+from flywheel.core.weights import resolve_model_source
+from flywheel.finetune.plots import plot_loss
+from flywheel.finetune.recipes import build_recipe, check_recipe
+from flywheel.finetune.sft import last_checkpoint, train_causal
 
 
 def peak_rss_mb() -> float:
@@ -33,8 +51,6 @@ def train_candidate(
 
     `experts`: the catalog (name -> description; a list of names also works). A causal-LM candidate killed
     mid-training resumes from its last checkpoint; other half-written candidates are retrained."""
-    from flywheel.finetune.sft import last_checkpoint
-
     out_dir = Path(out_dir)
     catalog = dict(experts) if isinstance(experts, dict) else dict.fromkeys(experts, "")
     experts = list(catalog)
@@ -44,8 +60,6 @@ def train_candidate(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if candidate.kind == "causal_lm":
-        from flywheel.finetune.sft import train_causal
-
         record = train_causal(candidate, train, catalog, out_dir, seed, callbacks)
         if not record:  # not the main process of a multi-GPU launch: it writes nothing
             return record
@@ -76,11 +90,6 @@ def train_candidate(
 
 
 def _train_tfidf(candidate: CandidateConfig, train: pd.DataFrame, out_dir: Path, seed: int) -> dict:
-    import joblib
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
     pipeline = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
         LogisticRegression(max_iter=2000, C=10.0, random_state=seed),
@@ -95,17 +104,6 @@ def _train_tfidf(candidate: CandidateConfig, train: pd.DataFrame, out_dir: Path,
 def _train_encoder(
     candidate: CandidateConfig, train: pd.DataFrame, experts: list[str], out_dir: Path, seed: int
 ) -> dict:
-    import torch
-    from datasets import Dataset
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
-
     set_seed(seed)
     source = resolve_model_source(candidate.model or "minilm-l6")
     label2id = {name: i for i, name in enumerate(experts)}
@@ -113,11 +111,9 @@ def _train_encoder(
     model = AutoModelForSequenceClassification.from_pretrained(
         source, num_labels=len(experts), id2label=dict(enumerate(experts)), label2id=label2id
     )
-    if candidate.method == "lora":
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        lora = LoraConfig(task_type=TaskType.SEQ_CLS, r=candidate.lora_r, lora_alpha=2 * candidate.lora_r)
-        model = get_peft_model(model, lora)
+    args, *lora = encoder_recipe(candidate, out_dir / "checkpoints", seed)
+    if lora:
+        model = get_peft_model(model, lora[0])
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
 
@@ -126,25 +122,6 @@ def _train_encoder(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=candidate.max_length),
         batched=True,
         remove_columns=["text"],
-    )
-    on_gpu = torch.cuda.is_available()
-    args = TrainingArguments(
-        output_dir=str(out_dir / "checkpoints"),
-        num_train_epochs=candidate.epochs,
-        max_steps=candidate.max_steps,
-        per_device_train_batch_size=candidate.batch_size,
-        learning_rate=candidate.learning_rate,
-        warmup_steps=0.1,
-        weight_decay=0.01,
-        logging_steps=5,
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        dataloader_num_workers=0,
-        dataloader_pin_memory=on_gpu,
-        disable_tqdm=True,
     )
     trainer = Trainer(
         model=model,
@@ -161,7 +138,7 @@ def _train_encoder(
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
 
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    _plot_loss(losses, candidate.name, out_dir / "training_curve.png")
+    plot_loss(losses, candidate.name, out_dir / "training_curve.png")
     write_candidate_card(
         out_dir,
         kind=candidate.kind,
@@ -183,17 +160,21 @@ def _train_encoder(
     }
 
 
-def _plot_loss(losses: list[tuple[int, float]], title: str, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3))
-    if losses:
-        steps, values = zip(*losses, strict=True)
-        ax.plot(steps, values, marker=".")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def encoder_recipe(candidate: CandidateConfig, output_dir: Path, seed: int) -> tuple:
+    """(TrainingArguments, LoraConfig for method lora) for an encoder classifier: the workbench's defaults,
+    its recipe on top."""
+    defaults = {
+        "logging_steps": 5,  # a loss curve for short runs
+        "save_strategy": "no",  # a half-trained encoder is retrained: quicker than resuming
+        "bf16": bf16_supported(),
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": on_accelerator(),
+        "report_to": [],
+        "disable_tqdm": True,
+        "lora_alpha": 2 * candidate.recipe.get("r", LoraConfig.r),
+    }
+    owned = {"output_dir": str(output_dir), "seed": seed, "data_seed": seed, "task_type": TaskType.SEQ_CLS}
+    return build_recipe(candidate, defaults, owned)
 
 
 def train_all(
@@ -242,17 +223,19 @@ def select_candidates(
     unknown = sorted(set(only or []).union(overrides or {}) - set(names))
     if unknown:
         raise ValueError(f"unknown candidates {unknown}; the config has {names}")
-    chosen = [c for c in candidates if not only or c.name in only]
-    return [
+    chosen = [
         CandidateConfig.model_validate({**c.model_dump(), **(overrides or {}).get(c.name, {})})
-        for c in chosen
+        for c in candidates
+        if not only or c.name in only
     ]
+    for candidate in chosen:  # a wrong key fails here, before the first candidate trains
+        check_recipe(candidate)
+    return chosen
 
 
 def finetune_run(run, config, only: list[str] | None = None, overrides: dict | None = None) -> dict:
     """Stage 3 on a run directory: train the chosen candidates on the ground-truth train split. The notebook
     and `python -m flywheel.finetune` (also under `accelerate launch`, several GPUs) both call this."""
-    ground_truth = run.results("02_triage")["ground_truth"]
-    train = pd.read_parquet(Path(ground_truth["folder"]) / "train.parquet")
+    train = read_result(run, TriageResult).ground_truth.load_split("train")
     candidates = select_candidates(config.candidates, only, overrides)
     return train_all(candidates, train, dict(config.experts), run.artifact("candidates"), seed=config.seed)

@@ -2,7 +2,8 @@
 
 `routing` picks and loads the router in force (the registry's current promotion, else the configured
 default); `records` turns one routed question into an interaction record in the documented log schema and
-stores it through the ingestion row builder; `app` is the FastAPI application; `runner` starts it in a
-background thread (tests, benchmarks); `cli` holds the `flywheel serve` and `flywheel promote` commands.
+stores it through the row builder file ingestion uses (`flywheel.core.rows`); `app` is the FastAPI
+application; `runner` starts it in a background thread (tests, benchmarks); `cli` holds the
+`flywheel serve` and `flywheel promote` commands.
 This package imports no web framework at import time: `flywheel.cli` stays fast.
 """

@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-import httpx
+import openai
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -458,7 +458,7 @@ def create_app(
             active, expert = await batcher.route(chat.question)
         except NoRouterAvailable as err:
             raise _no_router(err) from None
-        except httpx.HTTPError:  # a router behind an endpoint (the production model) failed after its retries
+        except openai.APIError:  # a router behind an endpoint (the production model) failed after its retries
             reference = uuid.uuid4().hex[:12]
             log.exception("the router's endpoint failed (reference %s)", reference)
             message = f"the router's upstream endpoint failed; retry later (reference {reference})"

@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.registry import Registry, RegistryError, default_export_path
+from flywheel.core.store import Store
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="cycle config (YAML)")]
@@ -18,9 +20,6 @@ RunsOption = Annotated[Path, typer.Option(help="runs folder (the default store a
 
 
 def _registry(config: Path, store: str | None, runs_dir: Path):
-    from flywheel.core.registry import Registry, default_export_path
-    from flywheel.core.store import Store
-
     cfg = load_config(config)
     runs_dir.mkdir(parents=True, exist_ok=True)
     handle = Store(store or cfg.store_url(runs_dir))
@@ -40,6 +39,8 @@ def serve(
 ) -> None:
     """Serve the promoted router as an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models,
     /v1/feedback); every interaction is logged to the store."""
+    # imported here, not at the top: the web framework, the PII masker and the routers would slow every
+    # `flywheel` command's start-up
     import uvicorn
 
     from flywheel.serve.app import UnsafeBind, check_exposure, create_app
@@ -92,8 +93,6 @@ def promote(
 ) -> None:
     """Promote a trained candidate, roll back to the previous one (from the first promotion: to the
     production model), or show the registry (JSON on stdout; who is serving also on stderr)."""
-    from flywheel.core.registry import RegistryError
-
     chosen = sum([artifact is not None, rollback, show])
     if chosen != 1:
         typer.echo("give exactly one of: ARTIFACT (to promote), --rollback, --show", err=True)

@@ -2,7 +2,7 @@
 service's one writer that puts those records into the store.
 
 The service and the feedback form write what a production router would log (`core.schema.Interaction`),
-through the same validation, PII masker and row builder as file ingestion (`flywheel.collect.ingest.to_rows`,
+through the same validation, PII masker and row builder as file ingestion (`flywheel.core.rows.to_rows`,
 masking with `PiiMasker.from_config(config.collect.pii)`): their traffic looks exactly like ingested traffic
 downstream, and no text reaches the store unmasked.
 
@@ -33,9 +33,9 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from flywheel.collect.ingest import content_hash, to_rows
 from flywheel.core.config import PiiConfig
 from flywheel.core.pii import PiiMasker
+from flywheel.core.rows import content_hash, to_rows
 from flywheel.core.schema import Feedback, Interaction
 from flywheel.core.store import Store, interactions
 

@@ -3,8 +3,7 @@
     with serve_in_thread(app) as base_url:      # "http://127.0.0.1:PORT/v1", a free port
         OpenAI(base_url=base_url, api_key="unused").chat.completions.create(...)
 
-Also a tiny trained router (TF-IDF + logistic regression on a handful of phrases per demo expert) so a test
-can start a real service in about a second.
+A tiny trained router to serve in tests and benchmarks is in tests/tiny_router.py.
 """
 
 from __future__ import annotations
@@ -13,46 +12,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-TINY_EXAMPLES = {
-    "hr_benefits": [
-        "how much parental leave do I get",
-        "enroll in the health insurance plan",
-        "dental cover",
-    ],
-    "payroll_equity": ["when do my RSU grants vest", "my pay slip is missing", "where is my tax form W-2"],
-    "finance_earnings": [
-        "when is the next earnings call",
-        "what was revenue last quarter",
-        "annual guidance",
-    ],
-    "it_help": ["vpn is not connecting", "reset my password please", "install software on my laptop"],
-    "product_docs": ["SDK release notes", "driver API documentation", "where are the product docs"],
-    "travel_expenses": ["submit an expense report", "book a business flight", "corporate card reimbursement"],
-    "facilities": ["book a meeting room", "my badge does not open the door", "parking at the office"],
-}
+import uvicorn
 
-
-def train_tiny_router(folder: str | Path, name: str = "tiny-tfidf", seed: int = 7) -> Path:
-    """Train the tiny TF-IDF router into `folder` (a trained candidate folder with candidate.json)."""
-    import pandas as pd
-
-    from flywheel.core.config import CandidateConfig
-    from flywheel.finetune.train import train_candidate
-
-    rows = [(text, label) for label, texts in TINY_EXAMPLES.items() for text in texts]
-    train = pd.DataFrame(rows, columns=["text", "label"])
-    candidate = CandidateConfig(name=name, kind="tfidf_logreg")
-    train_candidate(candidate, train, list(TINY_EXAMPLES), Path(folder), seed)
-    return Path(folder)
+from flywheel.serve.app import check_exposure
 
 
 class _ThreadedServer:
     def __init__(self, app: Any, host: str, port: int):
-        import uvicorn
-
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="flywheel-serve", daemon=True)
@@ -78,8 +46,6 @@ class _ThreadedServer:
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, timeout: float = 30) -> Iterator[str]:
     """Serve `app` with uvicorn in a daemon thread (port 0: a free one); yields the `/v1` base URL.
     Like `flywheel serve`, refuses a non-loopback host unless the app requires an API key."""
-    from flywheel.serve.app import check_exposure
-
     check_exposure(host, "set" if getattr(app.state, "api_key_required", False) else None)
     server = _ThreadedServer(app, host, port)
     bound = server.start(timeout)

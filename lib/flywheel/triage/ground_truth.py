@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from flywheel.core.runs import atomic_write_json
-from flywheel.triage.panel import AMBIGUOUS
+from flywheel.core.embeddings import embed as embed_texts
+from flywheel.core.files import atomic_path, atomic_write_json
+from flywheel.core.labels import AMBIGUOUS
+from flywheel.core.results import GroundTruthRef
 
 SPLIT_COLUMNS = [
     "id",
@@ -39,8 +41,14 @@ class GroundTruth:
     test: pd.DataFrame
     card: dict
 
+    def ref(self) -> GroundTruthRef:
+        """What the stage result records: version, folder and counts (later stages load splits from it)."""
+        return GroundTruthRef(version=self.version, folder=self.folder, **self.card["counts"])
 
-def normalise(text: str) -> str:
+
+def words_only(text: str) -> str:
+    """Lowercased words, every punctuation mark and run of whitespace as one space: texts that differ only
+    in these are duplicates (and one in each split would leak)."""
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", text.lower())).strip()
 
 
@@ -106,14 +114,12 @@ def build_ground_truth(
 ) -> GroundTruth:
     """`embed(texts) -> normalised vectors` (default: MiniLM) serves the near-duplicate threshold, if set."""
     labelled = label_interactions(interactions, reviews, experts)
-    labelled = labelled.assign(norm=labelled["text"].map(normalise))
+    labelled = labelled.assign(norm=labelled["text"].map(words_only))
     deduped = labelled.drop_duplicates("norm", keep="first")
     exact_removed = len(labelled) - len(deduped)
     near_removed = 0
     if near_duplicate_threshold is not None and len(deduped):
-        if embed is None:
-            from flywheel.core.inference import embed_texts as embed
-        vectors = np.asarray(embed(deduped["text"].tolist()))
+        vectors = np.asarray((embed or embed_texts)(deduped["text"].tolist()))
         groups = near_duplicate_groups(vectors, near_duplicate_threshold)
         keep = ~pd.Series(groups).duplicated().to_numpy()  # the first text of each group stays
         near_removed = int((~keep).sum())
@@ -122,7 +128,7 @@ def build_ground_truth(
     train, test = train_test_split(deduped, test_size=test_size, stratify=deduped["label"], random_state=seed)
     train = train.sort_values("id")[SPLIT_COLUMNS].reset_index(drop=True)
     test = test.sort_values("id")[SPLIT_COLUMNS].reset_index(drop=True)
-    leaks = set(train["text"].map(normalise)) & set(test["text"].map(normalise))
+    leaks = set(train["text"].map(words_only)) & set(test["text"].map(words_only))
     if leaks:
         raise AssertionError(f"{len(leaks)} normalised texts are in both splits")
     near_leaks = None
@@ -177,10 +183,5 @@ def _save_split(frame: pd.DataFrame, path: Path) -> None:
     """A Hugging Face dataset in Parquet, so `datasets.load_dataset('parquet', ...)` reads it."""
     from datasets import Dataset
 
-    tmp = path.with_suffix(".tmp")
-    Dataset.from_pandas(frame, preserve_index=False).to_parquet(str(tmp))
-    tmp.replace(path)
-
-
-def load_split(folder: Path, split: str) -> pd.DataFrame:
-    return pd.read_parquet(Path(folder) / f"{split}.parquet")
+    with atomic_path(path) as tmp:
+        Dataset.from_pandas(frame, preserve_index=False).to_parquet(str(tmp))

@@ -29,14 +29,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from flywheel.core import embeddings
+from flywheel.core.devices import compute_device
 from flywheel.core.endpoints import EndpointChatModel
+from flywheel.core.files import atomic_path
+from flywheel.core.labels import CAUSES
+from flywheel.core.weights import resolve_model_source
 
 if TYPE_CHECKING:
     from flywheel.core.config import Config, EmbeddingJudgeConfig, LLMJudgeConfig
 
 log = logging.getLogger(__name__)
 
-CAUSES = ("routing", "retrieval", "generation", "out_of_scope", "other")
 VERDICT_COLUMNS = ["interaction_id", "judge", "cause", "expert", "confidence", "rationale", "parsed"]
 SUGGESTION_COLUMNS = ["interaction_id", "cause", "expert", "confidence", "rationale", "judge"]
 
@@ -62,7 +66,7 @@ def verdict_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 
 class Embedder:
-    """Sentence embeddings: a transformers encoder, mean pooling over tokens, L2-normalised.
+    """Sentence embeddings (`flywheel.core.embeddings`: MiniLM through sentence-transformers), L2-normalised.
 
     Embeddings are cached by text (in memory, and in `cache_dir` when given, keyed by model and text)
     so a resumed or repeated run does not embed the same questions twice.
@@ -75,8 +79,6 @@ class Embedder:
         max_length: int = 128,
         cache_dir: str | Path | None = None,
     ):
-        from flywheel.core.routers import resolve_model_source
-
         self.model = model
         self.folder = resolve_model_source(model)
         self.batch_size = batch_size
@@ -96,9 +98,7 @@ class Embedder:
         keys = [self._key(t) for t in texts]
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._cache}.items())
         if missing:
-            from flywheel.core.embeddings import embed
-
-            vectors = embed([t for _, t in missing], self.model, self.batch_size, self.max_length)
+            vectors = embeddings.embed([t for _, t in missing], self.model, self.batch_size, self.max_length)
             for (key, _), vector in zip(missing, vectors, strict=True):
                 self._cache[key] = vector
             self._save()
@@ -110,10 +110,9 @@ class Embedder:
         if self.cache_path is None:
             return
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_path.with_name(f".{self.cache_path.stem}.tmp.npz")
         keys = sorted(self._cache)
-        np.savez(tmp, keys=np.array(keys), vectors=np.stack([self._cache[k] for k in keys]))
-        tmp.replace(self.cache_path)
+        with atomic_path(self.cache_path) as tmp:
+            np.savez(tmp, keys=np.array(keys), vectors=np.stack([self._cache[k] for k in keys]))
 
 
 # --- cheap text signals ----------------------------------------------------------------------------------
@@ -266,16 +265,13 @@ class LocalChatModel:
     sampled (seeded) on retries so that a retry can differ."""
 
     def __init__(self, source: str, max_new_tokens: int = 160, seed: int = 0):
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from flywheel.core.routers import resolve_model_source
 
         folder = resolve_model_source(source)
         self.name = Path(source).name
         self.max_new_tokens = max_new_tokens
         self.seed = seed
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = compute_device()
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder).to(self.device).eval()
 
@@ -598,7 +594,6 @@ def judge_suggestions(verdicts: pd.DataFrame, prefer: Sequence[str] = ("llm", "e
 def save_verdicts(verdicts: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    verdicts.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        verdicts.to_parquet(tmp, index=False)
     return path

@@ -19,8 +19,9 @@ same path an expert's browser takes, so `pull` brings it back like any other ans
 do that for someone else, and a user's key gets `ForbiddenError` where it lacks rights: see
 `ReviewSession.annotator`.
 
-The embedded server (`argilla_server.up()`) is used unless the environment variables named by
-`review.argilla_url_env` / `review.argilla_api_key_env` point at a team's own Argilla.
+The embedded server (`flywheel.core.argilla_login.up()`: started when it is not running) is used unless the
+environment variables named by `review.argilla_url_env` / `review.argilla_api_key_env` point at a team's own
+Argilla.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ from typing import Any
 import pandas as pd
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from flywheel.core import argilla_login
+from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.labels import AMBIGUOUS, CAUSES, OUT_OF_SCOPE
+from flywheel.core.log_sources import SIMULATED_PREFIX
 from flywheel.core.store import Store, utcnow
-from flywheel.triage.panel import AMBIGUOUS, OUT_OF_SCOPE, SIMULATED_PREFIX
 
 QUESTION_EXPERT = "correct_expert"
 QUESTION_CAUSE = "cause"
-CAUSES = ("routing", "retrieval", "generation", OUT_OF_SCOPE, "other")
 AWAITING_REVIEW = "awaiting_review"
 EXCERPT_CHARS = 1500
 
@@ -121,6 +124,12 @@ def retrying(max_seconds: float = 120.0, log: Callable[[str], None] | None = Non
 
 
 # --- dataset definition ---------------------------------------------------------------------------
+def review_queue(interactions: pd.DataFrame, reviews: pd.DataFrame) -> pd.DataFrame:
+    """Unsatisfactory interactions that no expert has answered yet."""
+    unsatisfied = interactions[interactions["satisfied"].eq(False)]
+    return unsatisfied[~unsatisfied["id"].isin(reviews["interaction_id"])]
+
+
 def expert_labels(experts: Iterable[str]) -> list[str]:
     return [*experts, AMBIGUOUS, OUT_OF_SCOPE]
 
@@ -454,9 +463,7 @@ def open_review(config: Any, store: Store, log: Callable[[str], None] = print) -
             raise RuntimeError(f"{review.argilla_url_env} is set but {review.argilla_api_key_env} is not")
         target = ReviewTarget(url.rstrip("/"), api_key, review.workspace, dataset, embedded=False)
     else:
-        from flywheel.argilla import server as argilla_server
-
-        info = argilla_server.up(log=log)
+        info = argilla_login.up(log=log)
         how = f"started in {info.seconds:.1f} s" if info.started else "already running"
         log(f"embedded Argilla {how} at {info.url}; login in {info.credentials_path}")
         target = ReviewTarget(
@@ -772,19 +779,16 @@ def review_cli() -> Any:  # built on demand so that importing this module does n
     ) -> None:
         """Submit labels as the reviewers' own answers in the review dataset, then pull them into the store;
         prints one JSON line of counts. Bad rows go to the rejects file with a reason; safe to repeat."""
-        from flywheel.argilla import server as argilla_server
-        from flywheel.core.config import REPO_ROOT, load_config
-
         cfg = load_config(config or REPO_ROOT / "configs" / "demo.yaml")
         the_store = Store(store or cfg.store_url(runs_dir))
         echo = lambda message: typer.echo(message, err=True)  # noqa: E731
         try:
-            with argilla_server.stopped_after_if_started(echo):  # a server this command started stops after
+            with argilla_login.stopped_after_if_started(echo):  # a server this command started stops after
                 session = open_review(cfg, the_store, log=echo)
                 report = import_labels(session, the_store, file, reviewer, rejects)
                 simulated = [n for n in session.usernames().values() if n.startswith(SIMULATED_PREFIX)]
                 pulled = session.pull(the_store, simulated) if pull else None
-        except (FileNotFoundError, ValueError, argilla_server.ArgillaServerError) as err:
+        except (FileNotFoundError, ValueError, argilla_login.ArgillaServerError) as err:
             typer.echo(str(err), err=True)
             raise typer.Exit(1) from None
         out = report.as_dict()

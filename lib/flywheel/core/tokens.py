@@ -11,9 +11,11 @@ template, the completion as the assistant message's text (the routed expert's na
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 from typing import Any
+
+from flywheel.core.files import atomic_path
+from flywheel.core.weights import model_cache_dir, smollm2_gguf_path
 
 TOKENIZER = "SmolLM2-135M-Instruct"
 TOKENS_PER_MESSAGE = 4  # the chat template's role markers around each message (ChatML: <|im_start|>role\n …)
@@ -23,9 +25,7 @@ TOKENS_PER_MESSAGE = 4  # the chat template's role markers around each message (
 def load_tokenizer():
     """The `tokenizers.Tokenizer` of SmolLM2. Read from the converted model folder when a cycle made one,
     else from the GGUF file once (a few seconds) and cached beside the converted models."""
-    from tokenizers import Tokenizer
-
-    from flywheel.core.weights import model_cache_dir, smollm2_gguf_path
+    from tokenizers import Tokenizer  # imported on first use: the router service starts without it
 
     for path in (
         model_cache_dir() / "smollm2-135m-instruct" / "tokenizer.json",
@@ -39,9 +39,8 @@ def load_tokenizer():
     backend = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).backend_tokenizer
     folder = model_cache_dir() / "smollm2-tokenizer"
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".tokenizer-{os.getpid()}.json"
-    backend.save(str(tmp))
-    tmp.replace(folder / "tokenizer.json")  # atomic: a concurrent reader sees a whole file or none
+    with atomic_path(folder / "tokenizer.json") as tmp:  # a concurrent reader sees a whole file or none
+        backend.save(str(tmp))
     return backend
 
 

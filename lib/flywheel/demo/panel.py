@@ -1,4 +1,4 @@
-"""Who reviews, and the simulated expert panel of the demo.
+"""The demo's simulated expert panel.
 
 The demo has no real subject-matter experts, so a simulated panel answers the review questions from
 the demo's hidden truth, with a configurable error rate. It answers THROUGH THE REAL ARGILLA API: each
@@ -16,19 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from flywheel.core.labels import OUT_OF_SCOPE
+from flywheel.core.log_sources import SIMULATED_PREFIX
 from flywheel.core.store import utcnow
-
-OUT_OF_SCOPE = "out_of_scope"
-AMBIGUOUS = "ambiguous"
-SIMULATED_PREFIX = "simulated-expert-"
-
-
-def review_queue(interactions: pd.DataFrame, reviews: pd.DataFrame) -> pd.DataFrame:
-    """Unsatisfactory interactions that no expert has answered yet."""
-    unsatisfied = interactions[interactions["satisfied"].eq(False)]
-    return unsatisfied[~unsatisfied["id"].isin(reviews["interaction_id"])]
 
 
 class SimulatedPanel:

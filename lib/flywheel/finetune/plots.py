@@ -1,0 +1,20 @@
+"""The training-loss curve every trained candidate saves beside its weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+
+def plot_loss(losses: list[tuple[int, float]], title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    if losses:
+        steps, values = zip(*losses, strict=True)
+        ax.plot(steps, values, marker=".")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
