@@ -214,8 +214,8 @@ def bench_script():
 
 @pytest.fixture(scope="session")
 def demo_cycle(tmp_path_factory, jupyter_kernel, redis_server):
-    """One whole demo cycle (`flywheel cycle --config configs/demo.yaml`: 1,200 interactions, the demo's real
-    candidates trained at full size; ~10 min on 2 CPU cores) into a temporary runs folder, with its own
+    """One whole demo cycle (`flywheel cycle --config configs/demo.yaml`: 1,800 interactions, the demo's real
+    candidates trained at full size; ~7 min on 2 CPU cores) into a temporary runs folder, with its own
     Argilla state. Yields the run directory."""
     runs = tmp_path_factory.mktemp("demo-runs")
     env = {**os.environ, "FLYWHEEL_ARGILLA_HOME": str(runs / "argilla")}
@@ -308,12 +308,13 @@ def embedded_argilla(home):
 
 
 def small_demo_world(folder, experts):
-    """A small demo world (90 interactions, one week) made in `folder` and ingested into its own store."""
+    """A small demo world (130 interactions, ~30% without feedback; one week) made in `folder` and ingested
+    into its own store."""
     from flywheel.collect.ingest import ingest
     from flywheel.core.store import Store
     from flywheel.demo.generator import generate_demo
 
-    generate_demo(folder, experts, n_interactions=90, weeks=1, seed=11)
+    generate_demo(folder, experts, n_interactions=130, weeks=1, seed=11)
     store = Store(f"sqlite:///{folder / 'store.db'}")
     ingest(store, [folder / "logs.jsonl"])
     return folder, store

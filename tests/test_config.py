@@ -34,7 +34,9 @@ def test_overrides_merge_deeply():
             {"candidates": [{"name": "a", "kind": "tfidf_logreg"}, {"name": "a", "kind": "tfidf_logreg"}]},
             "unique",
         ),
-        ({"split": {"test_size": 1.5}}, "test_size"),
+        ({"split": {"teacher_weight": 1.5}}, "teacher_weight"),
+        ({"audit": {"validation_share": 1.0}}, "validation_share"),
+        ({"split": {"teacher_labels": ["unsatisfied"]}}, "teacher_labels"),
         ({"typo_key": 1}, "typo_key"),
     ],
 )
@@ -54,10 +56,10 @@ def test_test_config_is_demo_with_only_its_own_keys_changed():
     overlay = yaml.safe_load((REPO_ROOT / "configs" / "test.yaml").read_text())
     assert overlay["extends"] == "demo.yaml" and len(overlay) < 10
     changed = {key for key in demo if demo[key] != test[key]}
-    assert changed == {"name", "source", "candidates", "eval"}
+    assert changed == {"name", "source", "audit", "candidates", "eval"}
+    assert test["audit"] == {**demo["audit"], "size": 120}
     assert test["source"] == {**demo["source"], "n_interactions": 400, "weeks": 4}
     assert test["eval"]["prices"] == demo["eval"]["prices"]  # merged key by key
-    assert [c["name"] for c in test["candidates"]] == ["tfidf-logreg", "minilm-l6-full", "tiny-llama-full"]
 
 
 def test_an_overlay_replaces_lists_and_the_catalog_whole(tmp_path):

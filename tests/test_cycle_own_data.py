@@ -50,6 +50,7 @@ def user_folder(tmp_path, monkeypatch, jupyter_kernel, redis_server):
     raw["source"] = yaml.safe_load("{kind: files, paths: [logs/]}")
     raw["review"]["mode"] = "wait"
     raw["candidates"] = [c for c in raw["candidates"] if c["name"] == "tfidf-logreg"]  # keeps it quick
+    raw["audit"]["size"] = 40  # of 120 interactions: the rest train
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     yield tmp_path
     from flywheel.argilla import server as argilla_server
@@ -90,11 +91,17 @@ def test_own_logs_pause_for_experts_resume_and_clean_up(user_folder):
     assert f"0 of {total} records answered in Argilla at {url}, dataset {dataset!r}" in early.stdout
     assert len(run.manifest()["stages"]["02_triage"]["attempts"]) == 1
 
-    # 3. The experts answer in Argilla (here through the API, as annotator users).
+    # 3. The experts answer in Argilla (here through the API, as annotator users): the triage dataset, and
+    # the audit's, where three experts answer each record.
     stage = open_stage(run.path)
     session = open_review(stage.config, stage.store, log=lambda _: None)
     panel = SimulatedPanel(user_folder / "world" / "hidden_truth.jsonl", stage.experts, 0.0, seed=1)
     assert panel.answer_in_argilla(session)["submitted"] == total
+    audit_session = open_review(stage.config, stage.store, log=lambda _: None, task="audit")
+    audit_panel = SimulatedPanel(
+        user_folder / "world" / "hidden_truth.jsonl", stage.experts, 0.0, seed=1, size=3
+    )
+    assert audit_panel.answer_in_argilla(audit_session)["submitted"] == 3 * 40
 
     # 4. The resume finishes the cycle and stops the server the paused cycle started.
     done = flywheel("cycle", "--resume", str(run.path), cwd=user_folder)
@@ -117,8 +124,10 @@ def test_own_logs_pause_for_experts_resume_and_clean_up(user_folder):
     assert manifest["review"]["pull"]["answers_added"] == total
     assert manifest["review"]["mode"] == "wait" and manifest["review"]["simulated"] is False
     assert set(stage.store.reviews_frame()["origin"]) == {"argilla"}
+    assert manifest["audit"]["progress"]["completed"] == manifest["audit"]["progress"]["total"] == 40
     triage = run.results("02_triage")
     assert triage["awaiting_review"] is False and triage["ground_truth"]["train"] > 0
+    assert triage["ground_truth"]["test"] > 0 and triage["ground_truth"]["validation"] > 0
 
     # Nothing raw or secret in the run directory, which is meant to be shared.
     raw_lines = {line for line in logs.read_bytes().splitlines() if len(line) > 40}

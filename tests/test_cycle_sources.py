@@ -72,7 +72,7 @@ def test_the_demo_world_stays_out_of_the_run_directory(tmp_path):
     again = create_run(config, runs_root=tmp_path / "runs")
     assert demo.log_files(load_config(again.config_path), again) == [logs]
     row = json.loads(truth.read_text().splitlines()[0])
-    assert set(row) == {"id", "true_expert", "cause", "satisfied", "confuser"}
+    assert set(row) == {"id", "true_expert", "cause", "satisfied", "confuser", "template"}
 
 
 def test_review_counts_add_up_over_attempts(tmp_path):

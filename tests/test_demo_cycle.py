@@ -1,9 +1,11 @@
 """The slow tier: the demo cycle as `make cycle` runs it (configs/demo.yaml, seed 7), with the demo's real
-candidates (TF-IDF, MiniLM fine-tuned, SmolLM2-135M with LoRA) trained and evaluated at full size.
+candidates (TF-IDF, frozen MiniLM + logistic regression, SetFit, MiniLM fine-tuned) trained and evaluated at
+full size on the unbiased (audited) test split, and their cascades.
 
-The data pipeline is deterministic, so its counts are exact; accuracies are asserted in bands around the
-figures the README reports (CPU: 94.3% baseline, 74.0% TF-IDF, 83.5% MiniLM, 83.7% SmolLM2) that allow for
-another machine's floating point (a GPU) but not for a broken stage."""
+The data pipeline is deterministic, so its counts are exact. Accuracies are asserted in bands around the
+figures the README reports (CPU, 2026-12-01: production 96.9%, TF-IDF 85.5%, MiniLM + LR 85.8%, SetFit 81.3%,
+fine-tuned MiniLM 93.8%; the MiniLM cascade 96.5% deferring 10%). SetFit and the fine-tuned MiniLM train
+within a time budget, so a slower or busier machine trains them fewer steps: their bands are wider."""
 
 import json
 
@@ -13,10 +15,11 @@ from flywheel.core.config import REPO_ROOT, load_config
 from flywheel.core.runs import STAGES
 
 ACCURACY_BANDS = {
-    "baseline": (0.92, 0.97),
-    "tfidf-logreg": (0.70, 0.78),
-    "minilm-l6-full": (0.79, 0.88),
-    "smollm2-lora": (0.79, 0.88),
+    "baseline": (0.95, 0.99),
+    "tfidf-logreg": (0.81, 0.90),
+    "embedding-logreg": (0.81, 0.90),
+    "setfit-minilm": (0.72, 0.90),
+    "minilm-l6-full": (0.88, 0.97),
 }
 
 
@@ -30,8 +33,10 @@ def test_every_stage_ran_and_the_ground_truth_has_the_demo_sizes(demo_cycle, sum
     assert manifest["status"] == "complete"
     assert [manifest["stages"][s]["status"] for s in STAGES] == ["done"] * 4
     truth = summary["ground_truth"]
-    assert (truth["interactions"], truth["train"], truth["test"]) == (1200, 552, 369)
+    sizes = (truth["interactions"], truth["train"], truth["validation"], truth["test"], truth["audited"])
+    assert sizes == (1800, 1060, 113, 289, 402)
     assert summary["review"]["simulated"] is True
+    assert manifest["audit"]["progress"] == {"completed": 450, "pending": 0, "total": 450}
 
 
 def test_accuracies_fall_in_the_demo_bands(summary):
@@ -40,24 +45,42 @@ def test_accuracies_fall_in_the_demo_bands(summary):
     assert set(rows) == {"baseline"} | {c.name for c in demo.candidates} == set(ACCURACY_BANDS)
     for name, (low, high) in ACCURACY_BANDS.items():
         assert low <= rows[name]["accuracy"] <= high, (name, rows[name]["accuracy"])
-        assert rows[name]["n"] == 369  # paired: every model on the same test items
+        assert rows[name]["n"] == 289  # paired: every model on the same test items
 
 
-def test_the_small_models_are_cheaper_and_none_is_promoted(summary):
-    """The demo's story: each small router costs a fraction of the large model, and each is still more than
-    the rule's 2 points below it, so production keeps serving."""
+def test_the_unbiased_test_measures_production_as_the_hidden_truth_does(summary):
+    """The audit's labels (majority of three simulated experts who err at 5%) score the production router
+    within a point of its accuracy against the hidden truth on the same items (issue #13's goal)."""
+    baseline = summary["baseline"]
+    assert abs(baseline["accuracy"] - baseline["hidden_truth_accuracy"]) <= 0.01
+    assert baseline["agreement"] == 1.0
+
+
+def test_the_best_student_learns_rather_than_memorises(summary):
+    """On test questions whose template no training question has, the fine-tuned MiniLM stays >= 85%."""
+    best = next(c for c in summary["candidates"] if c["name"] == "minilm-l6-full")
+    assert best["unseen_template_n"] >= 100
+    assert best["unseen_template_accuracy"] >= 0.85
+    tfidf = next(c for c in summary["candidates"] if c["name"] == "tfidf-logreg")
+    assert tfidf["unseen_template_accuracy"] < best["unseen_template_accuracy"]
+
+
+def test_a_cascade_is_promoted_within_the_margin_at_a_fraction_of_the_cost(summary):
+    """The demo's story: no single small router is within 2 points of production, but a student deferring
+    its least confident queries (threshold chosen on validation) is, at several times lower cost."""
+    assert all(c["name"] in summary["promotion"]["rejected"] for c in summary["candidates"])
+    promoted = next(c for c in summary["cascades"] if c["name"] == summary["promoted"])
+    baseline = summary["baseline"]
+    assert promoted["accuracy"] >= baseline["accuracy"] - 0.02
+    assert promoted["cost_per_1k"] <= baseline["cost_per_1k"] / 3
+    assert 0 < promoted["deferral_share"] < 0.5
     costs = {c["name"]: c["cost_per_1k"] for c in summary["candidates"]}
-    assert costs["tfidf-logreg"] < costs["minilm-l6-full"] < costs["smollm2-lora"]
-    assert costs["smollm2-lora"] < summary["baseline"]["cost_per_1k"] / 10
-    assert summary["promoted"] is None
-    assert set(summary["promotion"]["rejected"]) == set(costs)
+    assert max(costs.values()) < baseline["cost_per_1k"] / 50  # a single student: >= 50x cheaper
 
 
-def test_the_smollm2_adapter_trained_at_demo_size(demo_cycle):
-    folder = demo_cycle / "artifacts" / "candidates" / "smollm2-lora"
-    card = json.loads((folder / "candidate.json").read_text())
-    assert card["weights"] == "adapter" and card["source"] == "smollm2-135m-instruct"
-    assert (folder / "adapter" / "adapter_model.safetensors").is_file()
-    training = json.loads((folder / "training.json").read_text())
-    assert (training["steps"], training["train_examples"]) == (120, 552)
-    assert training["final_loss"] < 0.5 * training["loss_curve"][0][1], training["loss_curve"]
+def test_each_label_source_adds_accuracy(summary):
+    """The ablation: the cheap student trained on expert labels only, + satisfied teacher labels, + all."""
+    ablation = {row["subset"]: row for row in summary["ablation"]}
+    sizes = [ablation[s]["train_examples"] for s in ("expert", "expert+teacher_satisfied", "all")]
+    assert sizes == sorted(sizes) and sizes[-1] == summary["ground_truth"]["train"]
+    assert ablation["expert"]["accuracy"] < ablation["all"]["accuracy"]

@@ -1,4 +1,5 @@
-"""The seeded demo data: determinism, the story's proportions, log hygiene, PII, traffic shift, difficulty."""
+"""The seeded demo data: determinism, the story's proportions, feedback, templates, log hygiene, PII, traffic
+shift, difficulty."""
 
 from __future__ import annotations
 
@@ -15,13 +16,18 @@ import yaml
 from pydantic import ValidationError
 from stdnum import luhn
 
+from flywheel.collect.ingest import ingest
+from flywheel.core.pii import PiiMasker
 from flywheel.core.schema import Interaction
+from flywheel.core.store import Store
 from flywheel.demo.baseline import tfidf_baseline_accuracy
-from flywheel.demo.generator import _fill, generate_demo
+from flywheel.demo.generator import _fill, _paraphrase, generate_demo
 from flywheel.demo.world import Phrasebook, behaviour, phrasebook
 
 CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
 FILES = ("logs.jsonl", "hidden_truth.jsonl", "demo_meta.json")
+N_REFERENCE = 1800  # the reference demo's size: ~1,200 interactions with feedback
+TEMPLATE_ID = re.compile(r"^(?:[a-z_]+/[a-z0-9_]+|confuser/[a-z0-9_]+|launch/[a-z0-9_]+|oos/[a-z0-9_]+)/\d+$")
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +37,9 @@ def experts() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory, experts: dict[str, str]) -> dict:
-    """The reference demo (seed 7, 1,200 interactions), parsed once for the module."""
+    """The reference demo (seed 7, 1,800 interactions), parsed once for the module."""
     out = tmp_path_factory.mktemp("demo7")
-    meta = generate_demo(out, experts, n_interactions=1200, seed=7)
+    meta = generate_demo(out, experts, n_interactions=N_REFERENCE, seed=7)
     raw = (out / "logs.jsonl").read_text(encoding="utf-8").splitlines()
     good: dict[str, Interaction] = {}
     bad: list[str] = []
@@ -68,7 +74,7 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path: Path, experts: 
 
 
 def test_full_size_generation_is_reproducible(demo: dict, experts: dict[str, str], tmp_path: Path) -> None:
-    generate_demo(tmp_path, experts, n_interactions=1200, seed=7)
+    generate_demo(tmp_path, experts, n_interactions=N_REFERENCE, seed=7)
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (demo["out"] / name).read_bytes(), name
 
@@ -78,16 +84,19 @@ def test_full_size_generation_is_reproducible(demo: dict, experts: dict[str, str
 
 def test_proportions_match_the_reference_case(demo: dict) -> None:
     good, truth = demo["good"], demo["truth"]
-    assert len(good) == 1200
+    assert len(good) == N_REFERENCE
     in_scope = [ix for ix in good.values() if truth[ix.id]["true_expert"] is not None]
     accuracy = sum(ix.routed_expert == truth[ix.id]["true_expert"] for ix in in_scope) / len(in_scope)
-    assert 0.945 <= accuracy <= 0.975
+    assert 0.95 <= accuracy <= 0.97
 
-    # Satisfaction measured from the logged feedback agrees with the truth file.
+    # Satisfaction measured from the logged feedback agrees with the truth file; unrated is null in both.
     for ix in good.values():
-        assert ix.feedback is not None and ix.feedback.satisfied == truth[ix.id]["satisfied"]
-    unsatisfied = [t for t in truth.values() if not t["satisfied"]]
-    assert 0.36 <= len(unsatisfied) / len(good) <= 0.44
+        assert (ix.feedback.satisfied if ix.feedback else None) == truth[ix.id]["satisfied"]
+    rated = [t for t in truth.values() if t["satisfied"] is not None]
+    assert 0.26 <= 1 - len(rated) / len(good) <= 0.34
+    assert len(rated) >= 1150  # ~1,200 pieces of feedback
+    unsatisfied = [t for t in rated if not t["satisfied"]]
+    assert 0.36 <= len(unsatisfied) / len(rated) <= 0.44
 
     causes = Counter(t["cause"] for t in unsatisfied)
     assert 0.07 <= causes["routing"] / len(unsatisfied) <= 0.12
@@ -99,6 +108,8 @@ def test_proportions_match_the_reference_case(demo: dict) -> None:
     assert meta["synthetic"] is True
     assert meta["production_accuracy_in_scope"] == pytest.approx(accuracy, abs=1e-4)
     assert meta["counts"]["unsatisfied"] == len(unsatisfied)
+    assert meta["counts"]["no_feedback"] == len(good) - len(rated)
+    assert 95 <= 100 * meta["production_accuracy_in_scope"] <= 97
 
 
 def test_truth_is_consistent_with_the_logs(demo: dict) -> None:
@@ -108,11 +119,10 @@ def test_truth_is_consistent_with_the_logs(demo: dict) -> None:
         t = truth[ix.id]
         wrong = t["true_expert"] is not None and ix.routed_expert != t["true_expert"]
         misrouted += wrong
-        if t["satisfied"]:
-            assert t["cause"] == "none"
-        elif t["true_expert"] is None:
-            assert t["cause"] == "out_of_scope"
-        else:
+        # The truth keeps what went wrong whether or not the user rated it.
+        assert (t["cause"] == "none") == (t["satisfied"] is not False) or t["satisfied"] is None
+        if t["cause"] != "none":
+            assert (t["cause"] == "out_of_scope") == (t["true_expert"] is None)
             assert (t["cause"] == "routing") == wrong
     # Most misroutes are rated unsatisfactory, not all; misroutes concentrate on confusers.
     routing = sum(t["cause"] == "routing" for t in truth.values())
@@ -121,6 +131,111 @@ def test_truth_is_consistent_with_the_logs(demo: dict) -> None:
         t["confuser"] and good[i].routed_expert != t["true_expert"] for i, t in truth.items()
     )
     assert confuser_misroutes > 0.4 * misrouted
+
+
+# --- feedback that never came, and templates ----------------------------------------------------------------
+
+
+def test_unrated_interactions_ingest_without_feedback(tmp_path: Path, experts: dict[str, str]) -> None:
+    """About 30% of users never rate: their log lines carry `feedback: null` and the store keeps them as
+    satisfied=None, beside the rated ones; the hidden truth still knows their true expert."""
+    generate_demo(tmp_path, experts, n_interactions=300, seed=5)
+    truth = {
+        row["id"]: row for row in map(json.loads, (tmp_path / "hidden_truth.jsonl").read_text().splitlines())
+    }
+    unrated = {i for i, t in truth.items() if t["satisfied"] is None}
+    assert 0.2 <= len(unrated) / len(truth) <= 0.4
+    assert all(
+        truth[i]["true_expert"] is not None or truth[i]["cause"] in ("none", "out_of_scope") for i in unrated
+    )
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    ingest(store, [tmp_path / "logs.jsonl"], progress=False, masker=PiiMasker(names=False))
+    frame = store.interactions_frame(["id", "satisfied", "thumbs", "rating"]).set_index("id")
+    assert set(frame.index) == set(truth)
+    assert set(frame.index[frame["satisfied"].isna()]) == unrated
+    assert frame.loc[sorted(unrated), ["thumbs", "rating"]].isna().all().all()
+    rated = frame.drop(index=sorted(unrated))
+    assert all(bool(rated.at[i, "satisfied"]) == truth[i]["satisfied"] for i in rated.index)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _template_owner(template_id: str) -> tuple[str, str | None]:
+    """(the phrasebook text a template id points at, the true expert it implies); fails if it is unknown."""
+    pb = phrasebook()
+    *head, n = template_id.split("/")
+    i = int(n) - 1
+    assert i >= 0, template_id
+    if head[0] == "oos":
+        (group,) = [g for g in pb.out_of_scope if _slug(g.kind) == head[1]]
+        return group.texts[i], None
+    if head[0] == "confuser":
+        (c,) = [c for c in pb.confusers if _slug(c.topic) == head[1]]
+        return c.templates[i], c.truth
+    if head[0] == "launch":
+        ((expert, templates),) = [
+            (e, ts)
+            for e, topics in pb.launch_intents.items()
+            for name, ts in topics.items()
+            if _slug(name) == head[1]
+        ]
+        return templates[i], expert
+    expert, topic = head
+    if topic == "short":
+        return list(pb.short[expert])[i], expert
+    (templates,) = [ts for name, ts in pb.intents[expert].items() if _slug(name) == topic]
+    return templates[i], expert
+
+
+def test_every_question_records_its_template(demo: dict) -> None:
+    """The template id names the phrasebook entry a question came from (before slots, paraphrase, typos and
+    decoration) and agrees with its true expert; out-of-scope and short questions repeat their text."""
+    truth, good = demo["truth"], demo["good"]
+    ids = Counter(t["template"] for t in truth.values())
+    assert all(TEMPLATE_ID.match(i) for i in ids), [i for i in ids if not TEMPLATE_ID.match(i)][:5]
+    for template_id in ids:
+        _template_owner(template_id)  # resolves
+    for ix in good.values():
+        t = truth[ix.id]
+        text, expert = _template_owner(t["template"])
+        assert expert == t["true_expert"], (t["template"], t["true_expert"])
+        if t["template"].startswith("oos/") and "{" not in text:
+            assert ix.query.lower() == text.lower()
+    # Many templates, most of them rare: a held-out question often has a template no training example used.
+    assert len(ids) >= 700 and demo["meta"]["counts"]["templates"] == len(ids)
+    in_scope = sorted(i for i, t in truth.items() if t["true_expert"] is not None)
+    random.Random(0).shuffle(in_scope)
+    test, train = in_scope[:400], in_scope[400:1600]
+    seen = {truth[i]["template"] for i in train}
+    assert 0.25 <= sum(truth[i]["template"] not in seen for i in test) / len(test) <= 0.6
+
+
+def test_template_ids_are_stable_across_seeds(tmp_path: Path, experts: dict[str, str]) -> None:
+    """Ids depend on the phrasebook, not on the draw: a template keeps its id in every world."""
+    generate_demo(tmp_path / "a", experts, n_interactions=400, seed=21)
+    generate_demo(tmp_path / "b", experts, n_interactions=400, seed=22)
+    rows = [
+        json.loads(line)
+        for folder in ("a", "b")
+        for line in (tmp_path / folder / "hidden_truth.jsonl").read_text().splitlines()
+    ]
+    assert all(_template_owner(r["template"])[1] == r["true_expert"] for r in rows)
+    assert _template_owner("it_help/vpn_connection/1")[0] == "vpn keeps disconnecting every few minutes"
+    assert _template_owner("oos/greeting/1")[0] == "hi"
+
+
+def test_hidden_truth_never_reaches_the_logs(demo: dict) -> None:
+    raw = "\n".join(demo["raw"])
+    for key in ('"true_expert"', '"template"', '"cause"', '"confuser"', "hidden_truth"):
+        assert key not in raw
+    assert not [i for i in {t["template"] for t in demo["truth"].values()} if i in raw]
+    unrated = {ix.id for ix in demo["good"].values() if ix.feedback is None}
+    assert unrated
+    for line in demo["raw"]:
+        if line not in demo["bad"] and json.loads(line)["id"] in unrated:
+            assert json.loads(line)["feedback"] is None
 
 
 # --- log hygiene --------------------------------------------------------------------------------------------
@@ -253,6 +368,21 @@ def test_every_template_fills() -> None:
     for expert, shorts in pb.short.items():
         assert set(shorts.values()) <= set(pb.intents[expert]), expert
     assert all(len(intents) >= 20 for intents in pb.intents.values())
+    # Several ways to ask each intent (not just slot swaps), and frames that keep the rest of the question.
+    per_topic = [len(ts) for intents in pb.intents.values() for ts in intents.values()]
+    assert sum(per_topic) >= 1000 and min(per_topic) >= 5
+    assert all(form.count("{x}") == 1 for frame in pb.paraphrase.frames for form in frame.forms)
+    assert all(len(group) >= 2 for group in pb.paraphrase.synonyms)
+
+
+def test_paraphrase_operators_vary_a_template_and_keep_its_id() -> None:
+    """One filled template, re-said many times: new frames and words, never an unfilled slot."""
+    rng = random.Random(3)
+    core = "how do I request access to Jira"
+    said = {_paraphrase(core, rng) for _ in range(200)}
+    assert len(said) >= 20 and all("{" not in s for s in said)
+    assert any(s.startswith("what's the process to request access") for s in said)
+    assert sum("access to Jira" in s for s in said) == len(said)  # the domain words survive
 
 
 def test_world_data_files_load_and_agree() -> None:

@@ -96,6 +96,16 @@ def test_training_records(trained_tiny):
     assert load_router(folder).prompt.names == list(CATALOG)  # the catalog order the model was trained with
 
 
+def test_label_scores_give_probabilities(trained_tiny):
+    folder, _ = trained_tiny
+    router = load_router(folder)
+    texts = split_task()[1]["text"].tolist()[:5]
+    proba = router.predict_proba(texts)
+    assert router.labels == list(CATALOG) and proba.shape == (5, len(CATALOG))
+    assert abs(proba.sum(axis=1) - 1).max() < 1e-6
+    assert router.predict(texts) == [router.labels[i] for i in proba.argmax(axis=1)]
+
+
 KILLED_TRAINING = """
 import os, signal, sys
 import pandas as pd
@@ -165,7 +175,7 @@ def test_recipes_validate():
     with pytest.raises(ValueError, match="needs `model`"):
         CandidateConfig(name="x", kind="causal_lm")
     assert CandidateConfig(name="x", kind="tfidf_logreg").method == "full"
-    with pytest.raises(ValueError, match=r"\['learning_rate'\]: a tfidf_logreg candidate takes no"):
+    with pytest.raises(ValueError, match=r"\[.learning_rate.\]: a tfidf_logreg candidate takes \[.Cs."):
         CandidateConfig(name="x", kind="tfidf_logreg", learning_rate=1e-3)
     with pytest.raises(ValueError, match=r"\['seed'\] are set by the workbench"):
         tiny(seed=3)

@@ -110,16 +110,24 @@ def test_seeded_demo_pii_never_reaches_labeling_or_training(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     ingest_with_config(store, [tmp_path / "demo" / "logs.jsonl"], config, progress=False)
     frame = store.interactions_frame()
-    truth = build_ground_truth(
-        frame, store.reviews_frame(), list(config.experts), tmp_path / "gt", test_size=0.4, seed=0
+    audit = pd.DataFrame({"interaction_id": frame["id"][::3], "split": "test"})  # every third: test
+    answers = pd.DataFrame(  # the audit's answer: the routed expert (enough to build the splits)
+        {
+            "interaction_id": audit["interaction_id"],
+            "reviewer": "r1",
+            "correct_expert": frame["routed_expert"][::3],
+            "cause": None,
+            "task": "audit",
+        }
     )
+    truth = build_ground_truth(frame, answers, list(config.experts), tmp_path / "gt", audit=audit, seed=0)
     exported = "\n".join(
         [
             *frame["query_masked"],
             *frame["query"],  # keep_original is off: the store keeps no raw question either
             *frame["request_json"],
             *frame["comment"].dropna(),
-            *pd.concat([truth.train, truth.test])["text"],
+            *pd.concat([truth.train, truth.validation, truth.test])["text"],
         ]
     )
     leaked = {kind: sorted(v for v in values if v in exported) for kind, values in seeded.items()}

@@ -11,12 +11,16 @@ from flywheel.triage.ground_truth import majority_labels
 from flywheel.triage.review import (
     QUESTION_CAUSE,
     QUESTION_EXPERT,
+    ReviewSession,
     ReviewTarget,
     agreement,
+    audit_records,
     awaiting_review,
+    dataset_name,
     default_dataset_name,
     expert_labels,
     normalise_verdicts,
+    review_queue,
     to_records,
 )
 
@@ -118,6 +122,61 @@ def test_secrets_stay_out_of_reprs_and_descriptions():
 def test_one_dataset_per_store():
     assert default_dataset_name("demo", "sqlite:///a.db") != default_dataset_name("demo", "sqlite:///b.db")
     assert expert_labels(["a"]) == ["a", "ambiguous", "out_of_scope"]
+
+
+def test_one_audit_dataset_per_store_beside_the_triage_one():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(name="demo", review=SimpleNamespace(dataset=None))
+    triage, audit = dataset_name(config, "sqlite:///a.db"), dataset_name(config, "sqlite:///a.db", "audit")
+    assert triage == default_dataset_name("demo", "sqlite:///a.db")  # unchanged for its users
+    assert audit.startswith("demo-audit-") and audit[-8:] == triage[-8:]
+    config.review.dataset = "team-review"
+    assert dataset_name(config, "x") == "team-review"
+    assert dataset_name(config, "x", "audit") == "team-review-audit"
+    with pytest.raises(ValueError, match="unknown review task"):
+        ReviewSession(
+            ReviewTarget("http://127.0.0.1:1", "k", "ws", "ds", embedded=True), EXPERTS, task="vibes"
+        )
+
+
+def test_audit_records_show_the_masked_question_and_nothing_that_hints_at_the_answer():
+    records = audit_records(queue())
+    assert [r.id for r in records] == ["ix-0", "ix-1", "ix-2"]
+    for record in records:
+        assert set(record.fields) == {"question"}
+        assert record.fields["question"].startswith("my badge <PERSON>")
+        assert set(record.metadata) == {"logged_at", "logged_day"}
+        assert not record.suggestions
+
+
+def test_review_queue_counts_triage_answers_only_and_can_leave_items_out():
+    interactions = pd.DataFrame({"id": ["a", "b", "c", "d"], "satisfied": [False, False, True, False]})
+    reviews = pd.DataFrame(
+        {"interaction_id": ["a", "b"], "reviewer": ["r1", "r1"], "task": ["triage", "audit"]}
+    )
+    assert review_queue(interactions, reviews)["id"].tolist() == ["b", "d"]
+    assert review_queue(interactions, reviews, exclude_ids={"d"})["id"].tolist() == ["b"]
+    assert review_queue(interactions, reviews.drop(columns="task"))["id"].tolist() == ["d"]  # older frames
+
+
+def test_agreement_of_three_raters_and_one_task_at_a_time():
+    rows = []
+    answers = [("x", "x", "x"), ("y", "y", "x"), ("z", "z", "z"), ("x", "x", "x"), ("y", "y", "y")]
+    for i, trio in enumerate(answers):
+        rows += [(f"i{i}", f"r{k + 1}", label, "audit") for k, label in enumerate(trio)]
+    reviews = pd.DataFrame(rows, columns=["interaction_id", "reviewer", "correct_expert", "task"])
+    result = agreement(reviews)
+    assert result["items_with_overlap"] == 5
+    assert result["observed_agreement"] == pytest.approx(4 / 5)
+    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+    codes = [[{"x": 0, "y": 1, "z": 2}[v] for v in trio] for trio in answers]
+    assert result["fleiss_kappa"] == pytest.approx(fleiss_kappa(aggregate_raters(codes)[0]), abs=1e-4)
+    assert set(result["cohen_kappa"]) == {"r1~r2", "r1~r3", "r2~r3"}
+    mixed = pd.concat([reviews, reviews.assign(task="triage")])
+    with pytest.raises(ValueError, match="one task"):
+        agreement(mixed)
 
 
 def test_simulated_answers_do_not_depend_on_order_and_respect_the_error_rate(tmp_path):

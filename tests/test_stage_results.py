@@ -33,9 +33,9 @@ def test_the_ground_truth_reference_reads_its_splits(run, tmp_path):
     folder.mkdir(parents=True)
     train = pd.DataFrame({"id": ["a", "b"], "text": ["x", "y"], "label": ["it_help", "facilities"]})
     train.to_parquet(folder / "train.parquet")
-    counts = dict(interactions=5, labelled=4, duplicates_removed=1, exact_duplicates_removed=1)
+    counts = dict(interactions=5, labelled=4, audited=2, duplicates_removed=1, exact_duplicates_removed=1)
     ref = GroundTruthRef(
-        version="abc123", folder=folder, near_duplicates_removed=0, train=2, test=1, **counts
+        version="abc123", folder=folder, near_duplicates_removed=0, train=2, validation=1, test=1, **counts
     )
     judges = [{"judge": "embedding", "precision": {"value": None, "ci_low": None}}]
     result = TriageResult(

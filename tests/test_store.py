@@ -4,6 +4,7 @@ In CI (CI=true) a missing PostgreSQL fails the tests instead of skipping them.""
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from conftest import good_record
 
 from flywheel.collect.ingest import ingest
@@ -51,6 +52,55 @@ def test_reviews_keyed_by_interaction_and_reviewer(any_store):
     assert any_store.add_reviews([answer]) == 0
     assert any_store.count(reviews) == 2
     assert any_store.reviews_frame()["reviewer"].tolist() == ["r1", "r2"]
+    assert any_store.reviews_frame()["task"].tolist() == ["triage", "triage"]
+
+
+def test_one_reviewer_answers_an_interaction_in_both_tasks_once_each(any_store):
+    any_store.add_interactions([row(1)])
+    answer = {
+        "interaction_id": "ix-000001",
+        "reviewer": "r1",
+        "correct_expert": "facilities",
+        "cause": "routing",
+        "origin": "argilla",
+        "reviewed_at": datetime.now(UTC),
+    }
+    audit = {**answer, "cause": None, "correct_expert": "it_help"}
+    assert any_store.add_reviews([answer]) == 1
+    assert any_store.add_reviews([audit], task="audit") == 1
+    assert any_store.add_reviews([audit], task="audit") == 0
+    assert any_store.add_reviews([{**audit, "task": "audit"}]) == 0  # a row's own task wins
+    frame = any_store.reviews_frame()
+    assert frame[["task", "correct_expert"]].values.tolist() == [
+        ["audit", "it_help"],
+        ["triage", "facilities"],
+    ]
+    assert any_store.reviews_frame(task="audit")["cause"].isna().tolist() == [True]
+    assert any_store.reviews_frame(task="triage")["cause"].tolist() == ["routing"]
+    assert str(frame["reviewed_at"].dt.tz) == "UTC"
+    with pytest.raises(ValueError, match="unknown review task"):
+        any_store.add_reviews([answer], task="vibes")
+
+
+def test_audit_items_keep_their_first_split(any_store):
+    any_store.add_interactions([row(1), row(2)])
+    when = datetime(2026, 9, 14, tzinfo=UTC)
+    first = [
+        {"interaction_id": "ix-000001", "split": "test", "cycle_id": "c1", "sampled_at": when},
+        {"interaction_id": "ix-000002", "split": "validation", "cycle_id": "c1", "sampled_at": when},
+    ]
+    assert any_store.audit_frame().columns.tolist() == ["interaction_id", "split", "cycle_id", "sampled_at"]
+    assert any_store.add_audit_items(first) == 2
+    later = {"interaction_id": "ix-000001", "split": "validation", "cycle_id": "c2", "sampled_at": when}
+    assert any_store.add_audit_items([later]) == 0
+    frame = any_store.audit_frame()
+    assert frame[["interaction_id", "split", "cycle_id"]].values.tolist() == [
+        ["ix-000001", "test", "c1"],
+        ["ix-000002", "validation", "c1"],
+    ]
+    assert frame["sampled_at"].iloc[0] == when
+    with pytest.raises(ValueError, match="unknown audit split"):
+        any_store.add_audit_items([{**later, "split": "train"}])
 
 
 def test_frames_roundtrip_types(any_store):

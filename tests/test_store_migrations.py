@@ -20,6 +20,7 @@ from flywheel.core.store import Store, interactions, metadata
 
 PRE_ALEMBIC_STORE = Path(__file__).parent / "data" / "pre_alembic_store.db.gz"
 TABLES = [
+    "audit_items",
     "cycle_marks",
     "feedback",
     "implicit_signals",
@@ -67,10 +68,13 @@ def revision_of(engine: sa.Engine) -> str | None:
 
 
 def rows_of(engine: sa.Engine) -> dict[str, list[tuple]]:
+    """Every row of the store's tables that exist."""
+    present = set(sa.inspect(engine).get_table_names())
     with engine.connect() as conn:
         return {
             table: sorted(map(tuple, conn.execute(sa.text(f"SELECT * FROM {table}"))), key=repr)
             for table in TABLES
+            if table in present
         }
 
 
@@ -107,8 +111,10 @@ def test_a_fresh_store_is_at_head_and_has_the_tables_the_code_queries(fresh_url)
 def test_a_store_made_before_alembic_is_adopted_with_its_rows_and_the_fresh_schema(fresh_url, new_database):
     """Today's main made its tables with `metadata.create_all` (the registry's only once it was used)."""
     old = sa.create_engine(fresh_url)
-    # a store whose registry was never used has no `promotions` table yet
-    metadata.create_all(old, tables=[t for name, t in metadata.tables.items() if name != "promotions"])
+    # a store whose registry was never used has no `promotions` table yet; `audit_items` came later
+    metadata.create_all(
+        old, tables=[t for name, t in metadata.tables.items() if name not in ("promotions", "audit_items")]
+    )
     with old.begin() as conn:
         conn.execute(
             interactions.insert(),
@@ -151,9 +157,13 @@ def test_the_store_written_by_the_code_before_alembic_upgrades_and_reads_the_sam
     assert revision_of(sa.create_engine(url)) is None
     assert len(before["interactions"]) == 11 and len(before["quarantine"]) == 1
     assert len(before["promotions"]) == 2 and len(before["reviews"]) == 1
+    assert "audit_items" not in before
 
     store = Store(url)
     assert revision_of(store.engine) == migrations.head()
+    # revision 0002 made the old answers triage answers and added the (empty) audit table
+    before["reviews"] = [(*row, "triage") for row in before["reviews"]]
+    before["audit_items"] = []
     assert rows_of(store.engine) == before
     registry = Registry(store)
     assert [(e.event, e.model_name) for e in registry.history()] == [
@@ -199,3 +209,106 @@ def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch)
         migrations.upgrade(engine)
     assert "interactions" in created
     assert sa.inspect(engine).get_table_names() == []
+
+
+def at_revision(url: str, revision: str) -> sa.Engine:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(migrations.alembic_config(conn), revision)
+    return engine
+
+
+def an_interaction(i: int) -> dict:
+    return {
+        "id": f"ix-{i}",
+        "content_hash": f"h{i}",
+        "timestamp": datetime(2026, 9, 8, 10, tzinfo=UTC),
+        "session_id": "s",
+        "user_id": "u",
+        "query": "vpn down",
+        "query_masked": "vpn down",
+        "routed_expert": "it_help",
+        "model": "m",
+        "tokens_in": 1,
+        "tokens_out": 1,
+        "request_json": "{}",
+        "response_json": "{}",
+        "source": "old",
+        "ingested_at": datetime(2026, 9, 8, 11, tzinfo=UTC),
+    }
+
+
+@backends
+def test_revision_0002_keeps_a_0001_stores_reviews_as_triage_answers(fresh_url, new_database):
+    """The reviews of a 0001 store become triage answers; after it, the same reviewer may also answer the
+    same interaction in the audit (without a cause)."""
+    old = at_revision(fresh_url, "0001")
+    answer = {
+        "interaction_id": "ix-1",
+        "reviewer": "alice",
+        "correct_expert": "it_help",
+        "cause": "routing",
+        "origin": "argilla",
+        "reviewed_at": datetime(2026, 9, 9, tzinfo=UTC),
+    }
+    with old.begin() as conn:
+        conn.execute(interactions.insert(), [an_interaction(1)])
+        conn.execute(
+            sa.text(
+                "INSERT INTO reviews (interaction_id, reviewer, correct_expert, cause, origin, reviewed_at) "
+                "VALUES (:interaction_id, :reviewer, :correct_expert, :cause, :origin, :reviewed_at)"
+            ),
+            [answer],
+        )
+    assert revision_of(old) == "0001"
+    old.dispose()
+
+    store = Store(fresh_url)
+    assert revision_of(store.engine) == migrations.head()
+    frame = store.reviews_frame()
+    assert frame[["interaction_id", "reviewer", "cause", "task"]].values.tolist() == [
+        ["ix-1", "alice", "routing", "triage"]
+    ]
+    assert store.add_reviews([answer]) == 0  # the migrated row keeps its key: still idempotent
+    audit = {**answer, "cause": None, "correct_expert": "facilities"}
+    assert store.add_reviews([audit], task="audit") == 1
+    assert store.reviews_frame(task="audit")["cause"].isna().all()
+    assert schema_of(store.engine) == schema_of(Store(new_database()).engine)
+    assert differences_from_metadata(store.engine) == []
+
+
+@backends
+def test_downgrade_to_0001_keeps_the_triage_answers_and_drops_the_audit(fresh_url):
+    store = Store(fresh_url)
+    with store.engine.begin() as conn:
+        conn.execute(interactions.insert(), [an_interaction(1)])
+    answer = {
+        "interaction_id": "ix-1",
+        "reviewer": "alice",
+        "correct_expert": "it_help",
+        "cause": "routing",
+        "origin": "argilla",
+        "reviewed_at": datetime(2026, 9, 9, tzinfo=UTC),
+    }
+    store.add_reviews([answer])
+    store.add_reviews([{**answer, "cause": None}], task="audit")
+    store.add_audit_items(
+        [
+            {
+                "interaction_id": "ix-1",
+                "split": "test",
+                "cycle_id": "c1",
+                "sampled_at": datetime(2026, 9, 9, tzinfo=UTC),
+            }
+        ]
+    )
+    with store.engine.begin() as conn:
+        command.downgrade(migrations.alembic_config(conn), "0001")
+    assert "audit_items" not in sa.inspect(store.engine).get_table_names()
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT interaction_id, reviewer, cause FROM reviews")).all()
+    assert [tuple(r) for r in rows] == [("ix-1", "alice", "routing")]
+    assert sa.inspect(store.engine).get_pk_constraint("reviews")["constrained_columns"] == [
+        "interaction_id",
+        "reviewer",
+    ]

@@ -128,6 +128,13 @@ def review_waiting_line(run: RunDir) -> str:
         f"answered in Argilla at {argilla.get('url', '?')}, dataset {argilla.get('dataset')!r} "
         f"(workspace {argilla.get('workspace')!r})"
     )
+    audit = run.manifest().get("audit") or {}
+    if audit.get("progress"):
+        audit_progress, audit_argilla = audit["progress"], audit.get("argilla") or {}
+        line += (
+            f"; audit: {audit_progress.get('completed', 0)} of {audit_progress.get('total', 0)} records, "
+            f"dataset {audit_argilla.get('dataset')!r}"
+        )
     if argilla.get("credentials"):
         line += f"; log in with the credentials in {argilla['credentials']}"
     return f"{line}. When the experts are done: flywheel cycle --resume {run.path}"
@@ -139,11 +146,19 @@ def _review_still_awaited(run: RunDir, log: Callable[[str], None]) -> bool:
     stage = open_stage(run.path)
     session = open_review(stage.config, stage.store, log=log)
     progress = session.progress()
-    review = run.manifest().get("review") or {}
+    audit_progress = open_review(stage.config, stage.store, log=log, task="audit").progress()
+    manifest = run.manifest()
+    review, audit = manifest.get("review") or {}, manifest.get("audit") or {}
     run.update_manifest(
-        review={**review, "argilla": session.target.describe(), "progress": progress, "checked_at": now_iso()}
+        review={
+            **review,
+            "argilla": session.target.describe(),
+            "progress": progress,
+            "checked_at": now_iso(),
+        },
+        audit={**audit, "progress": audit_progress, "checked_at": now_iso()},
     )
-    return awaiting_review(stage.config.review.mode, progress)
+    return any(awaiting_review(stage.config.review.mode, p) for p in (progress, audit_progress))
 
 
 @contextlib.contextmanager

@@ -113,7 +113,7 @@ def store_drift(store: Store, drift_config) -> pd.DataFrame:
     interactions = store.interactions_frame(["id", "timestamp", "routed_expert", "satisfied"])
     return drift_table(
         interactions,
-        store.reviews_frame(),
+        store.reviews_frame(task="triage"),  # the audit asks no cause
         drift_config.window,
         drift_config.alpha,
         drift_config.min_window_size,

@@ -27,5 +27,5 @@ class FilesSource:
     def hidden_truth(self, run: RunDir) -> None:
         return None
 
-    def simulated_panel(self, config: Config, run: RunDir) -> None:
+    def simulated_panel(self, config: Config, run: RunDir, task: str = "triage") -> None:
         return None

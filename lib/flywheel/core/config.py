@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -196,8 +196,30 @@ class JudgesConfig(_Strict):
         return self
 
 
+class AuditConfig(_Strict):
+    """Each cycle, a random sample of the interactions not audited before (stratified by week, blind to the
+    feedback and to the production router's decision) goes to the experts: the unbiased test and validation
+    splits are drawn from it, never from labels derived from the production router."""
+
+    size: int = Field(default=400, ge=0, description="interactions sampled per cycle; 0: none")
+    experts_per_record: int = Field(
+        default=3, ge=1, description="independent answers per audited item; the label is their majority"
+    )
+    validation_share: float = Field(
+        default=0.3, ge=0, lt=1, description="of each cycle's sample: validation (thresholds, early stopping)"
+    )
+
+
 class SplitConfig(_Strict):
-    test_size: float = Field(default=0.4, gt=0, lt=1)
+    """How the logs become training examples (the test and validation splits come from the audit)."""
+
+    teacher_labels: list[Literal["satisfied", "no_feedback"]] = Field(
+        default_factory=lambda: ["satisfied", "no_feedback"],
+        description="interactions without an expert label whose production decision is a teacher label",
+    )
+    teacher_weight: float = Field(
+        default=1.0, gt=0, le=1, description="weight of a teacher-labelled example (an expert label: 1)"
+    )
     near_duplicate_threshold: float | None = Field(
         default=0.95,
         gt=0,
@@ -235,12 +257,32 @@ class CandidateConfig(_Strict):
 
     kind=causal_lm (trl SFT, see flywheel.finetune.sft): methods lora / full / prompt_tuning train;
     zero_shot / few_shot need no training. `decision` says how the router decides (label scoring or greedy
-    generation)."""
+    generation). kind=setfit: fields of `setfit.TrainingArguments`. The scikit-learn kinds take the few keys
+    of `SKLEARN_RECIPE_KEYS`, each mapped onto the estimator's own parameter (flywheel.finetune.linear)."""
 
     model_config = ConfigDict(extra="allow")  # the recipe
 
+    SKLEARN_RECIPE_KEYS: ClassVar[dict[str, dict[str, str]]] = {
+        "tfidf_logreg": {
+            "Cs": "LogisticRegressionCV.Cs: the C grid (a list) or its size (log grid 1e-4..1e4)",
+            "cv": "LogisticRegressionCV.cv: stratified, seeded folds",
+            "max_iter": "LogisticRegressionCV.max_iter",
+            "class_weight": "LogisticRegressionCV.class_weight: null or balanced",
+            "ngram_range": "the word TfidfVectorizer's ngram_range, e.g. [1, 2]",
+            "char_ngram_range": "the char_wb TfidfVectorizer's ngram_range, e.g. [2, 5]",
+            "min_df": "both TfidfVectorizers' min_df",
+            "sublinear_tf": "both TfidfVectorizers' sublinear_tf",
+        },
+        "embedding_logreg": {
+            "Cs": "LogisticRegressionCV.Cs: the C grid (a list) or its size (log grid 1e-4..1e4)",
+            "cv": "LogisticRegressionCV.cv: stratified, seeded folds",
+            "max_iter": "LogisticRegressionCV.max_iter",
+            "class_weight": "LogisticRegressionCV.class_weight: null or balanced",
+        },
+    }
+
     name: str
-    kind: Literal["tfidf_logreg", "encoder_classifier", "causal_lm", "endpoint"]
+    kind: Literal["tfidf_logreg", "embedding_logreg", "setfit", "encoder_classifier", "causal_lm", "endpoint"]
     model: str | None = Field(
         default=None,
         description="model source: minilm-l6, smollm2-135m-instruct, tiny-llama, a folder, a hub id",
@@ -255,6 +297,10 @@ class CandidateConfig(_Strict):
     decision: Literal["score", "generate"] = "score"
     few_shot_k: int = Field(default=4, ge=1)
     few_shot_max_tokens: int = Field(default=256, ge=16)
+    time_budget_s: float | None = Field(
+        default=None, gt=0, description="training time budget: steps/epochs/trials derived within it"
+    )
+    search_trials: int = Field(default=0, ge=0, description="seeded hyper-parameter search trials (0: none)")
     # endpoint only: a model hosted elsewhere (NIM, vLLM, OpenAI), evaluated by generation; nothing trains
     endpoint: EndpointConfig | None = None
 
@@ -271,15 +317,30 @@ class CandidateConfig(_Strict):
             raise ValueError(f"{self.name}: `endpoint` is required for kind endpoint, and only for it")
         if self.kind == "causal_lm" and not self.model:
             raise ValueError(f"{self.name}: a causal_lm candidate needs `model` (a model source)")
-        if self.recipe and self.kind in ("tfidf_logreg", "endpoint"):
+        if self.recipe and self.kind == "endpoint":
             raise ValueError(
                 f"{self.name}: unknown key(s) {sorted(self.recipe)}: a {self.kind} candidate takes no "
                 "trainer arguments"
+            )
+        if self.search_trials and self.kind in ("causal_lm", "endpoint"):
+            raise ValueError(f"{self.name}: search_trials is not available for {self.kind} candidates")
+        known = self.SKLEARN_RECIPE_KEYS.get(self.kind)
+        if known is not None and set(self.recipe) - set(known):
+            raise ValueError(
+                f"{self.name}: unknown key(s) {sorted(set(self.recipe) - set(known))}: a {self.kind} "
+                f"candidate takes {sorted(known)}"
             )
         reserved = sorted(set(self.recipe) & set(WORKBENCH_TRAINER_KEYS))
         if reserved:
             raise ValueError(f"{self.name}: {reserved} are set by the workbench (run directory, config seed)")
         return self
+
+
+class AblationConfig(_Strict):
+    """The label-source ablation: `candidate` (a cheap one) trained again on the expert-labelled examples
+    only and on expert + satisfied-teacher ones; the eval stage scores each on the test split."""
+
+    candidate: str = Field(description="the name of one of `candidates`")
 
 
 class PriceConfig(_Strict):
@@ -297,6 +358,10 @@ class EvalConfig(_Strict):
     warmup_queries: int = Field(default=5, ge=0)
     ttft_queries: int = Field(default=20, ge=0, description="queries timed to the first token (causal LMs)")
     max_drop_points: float = 2.0
+    cascades: bool = Field(
+        default=True,
+        description="also score each student deferring its least confident queries to the production model",
+    )
     alpha: float = 0.05
     prices: PriceConfig
 
@@ -329,8 +394,10 @@ class Config(_Strict):
     collect: CollectConfig = Field(default_factory=CollectConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     judges: JudgesConfig = Field(default_factory=JudgesConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     candidates: list[CandidateConfig] = Field(min_length=1)
+    ablation: AblationConfig | None = None
     eval: EvalConfig
     serve: ServeConfig = Field(default_factory=ServeConfig)
 

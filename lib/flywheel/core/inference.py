@@ -77,6 +77,22 @@ class CausalLMRouter:
         self._prefix_ids, self._prefix_cache = self._system_prefix() if cache_system_prefix else ([], None)
 
     # -- public API
+    @property
+    def labels(self) -> list[str]:
+        return list(self.prompt.names)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """[len(texts), n_experts]: softmax over the label scores (decision=score only: a generated answer
+        has no score per expert)."""
+        if self.decision != "score":
+            raise ValueError(f"{self.name}: predict_proba needs decision=score, not {self.decision!r}")
+        scores = [self.score(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        if not scores:
+            return np.zeros((0, len(self.labels)))
+        scores = np.concatenate(scores).astype(np.float64)
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
     def predict(self, texts: list[str]) -> list[str | None]:
         out: list[str | None] = []
         for start in range(0, len(texts), self.batch_size):

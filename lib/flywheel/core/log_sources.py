@@ -43,8 +43,9 @@ class LogSource(Protocol):
         """The true expert and cause of each interaction (JSONL), if the source knows them; scoring only."""
         ...
 
-    def simulated_panel(self, config: Config, run: RunDir) -> SimulatedPanel | None:
-        """The experts that answer for `review.mode: simulate`, if the source has any."""
+    def simulated_panel(self, config: Config, run: RunDir, task: str = "triage") -> SimulatedPanel | None:
+        """The experts that answer one review task (triage or audit) for `review.mode: simulate`, if the
+        source has any."""
         ...
 
 

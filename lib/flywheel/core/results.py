@@ -77,20 +77,27 @@ class CollectResult(StageResult):
 
 # --- 02_triage ----------------------------------------------------------------------------------------------
 class GroundTruthRef(BaseModel):
-    """Where the versioned ground truth is, and its counts; `load_split` reads a split."""
+    """Where the versioned ground truth is, and its counts; `load_split` reads a split.
+
+    test and validation hold expert-labelled audit items only (majority of the audit's experts); train holds
+    every other usable interaction, with an expert label where there is one, else the production router's
+    decision as a teacher label (`label_source`, `weight`)."""
 
     version: str
     folder: Path
     interactions: int
     labelled: int
+    audited: int = Field(description="audit items with a usable expert label (test + validation)")
     duplicates_removed: int
     exact_duplicates_removed: int
     near_duplicates_removed: int
     train: int
+    validation: int
     test: int
 
     def load_split(self, split: str) -> pd.DataFrame:
-        """`train` or `test` as a DataFrame (id, text, label, label_source, routed_expert, ...)."""
+        """`train`, `validation` or `test` as a DataFrame (id, text, label, label_source, weight,
+        routed_expert, timestamp, tokens_in, tokens_out)."""
         return load_split(self.folder, split)
 
 
@@ -99,10 +106,14 @@ def load_split(folder: Path, split: str) -> pd.DataFrame:
 
 
 class ReviewSummary(BaseModel):
+    """Progress and inter-expert agreement of the triage review and of the audit."""
+
     mode: str
     simulated: bool
     progress: dict[str, int]
     agreement: dict[str, Any]
+    audit_progress: dict[str, int] = Field(default_factory=dict)
+    audit_agreement: dict[str, Any] = Field(default_factory=dict)
 
 
 class TriageResult(StageResult):
@@ -140,6 +151,11 @@ class FinetuneResult(StageResult):
     candidate_dirs: dict[str, Path] = Field(
         description="per candidate name: its folder (load_router reads it)"
     )
+    ablation_dirs: dict[str, Path] = Field(
+        default_factory=dict,
+        description="the label-source ablation: per training subset (e.g. `expert`, `expert+satisfied`), "
+        "one cheap student trained on it",
+    )
 
 
 # --- 04_eval ------------------------------------------------------------------------------------------------
@@ -157,6 +173,16 @@ class HeadlineRow(BaseModel):
     cost_per_1k_usd: float
     parameters: float | None
     promoted: bool
+    agreement: float | None = Field(default=None, description="share of test items decided as production did")
+    deferral_share: float | None = Field(default=None, description="cascades: share deferred to production")
+    hidden_truth_accuracy: float | None = Field(
+        default=None, description="demo only: against the hidden truth"
+    )
+    unseen_template_accuracy: float | None = Field(
+        default=None, description="demo only: on test items whose template no training item has"
+    )
+    unseen_template_ci95: str | None = None
+    unseen_template_n: int | None = None
 
 
 class EvalResult(StageResult):

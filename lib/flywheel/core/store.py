@@ -3,8 +3,10 @@
 Tables: `interactions` (one row per logged interaction, feedback columns inline), `quarantine` (records
 that failed validation, with file, line and reason), `feedback` (feedback that arrived apart from its
 interaction, joined into `interactions` by id), `implicit_signals` (rephrase / retry / escalation, derived
-after ingestion), `cycle_marks` (when a cycle last collected, for `flywheel status`) and `reviews` (expert
-answers on the correct expert and the cause of an unsatisfactory rating).
+after ingestion), `cycle_marks` (when a cycle last collected, for `flywheel status`), `reviews` (expert
+answers: in the triage task the correct expert and the cause of an unsatisfactory rating, in the audit
+task the correct expert only) and `audit_items` (the blind audit sample; an item keeps its test /
+validation split for good).
 
 Writes are idempotent: keys are content hashes and ids, and inserts skip existing keys (`ON CONFLICT DO
 NOTHING` on SQLite and PostgreSQL, a look-up first elsewhere). The same code runs on both backends; the
@@ -110,15 +112,29 @@ cycle_marks = sa.Table(
 FEEDBACK_COLUMNS = ("thumbs", "rating", "comment", "satisfied")
 IN_CHUNK = 500  # keys per IN (...) query: well under SQLite's and PostgreSQL's bound-parameter limits
 
+REVIEW_TASKS = ("triage", "audit")
+AUDIT_SPLITS = ("test", "validation")
+
 reviews = sa.Table(
     "reviews",
     metadata,
     sa.Column("interaction_id", sa.String(200), sa.ForeignKey("interactions.id"), primary_key=True),
     sa.Column("reviewer", sa.String(200), primary_key=True),
     sa.Column("correct_expert", sa.String(100), nullable=False),
-    sa.Column("cause", sa.String(40), nullable=False),
+    sa.Column("cause", sa.String(40)),  # null for an audit answer: the audit asks only for the expert
     sa.Column("origin", sa.String(40), nullable=False),
     sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=False),
+    # last, as revision 0002 added it: one reviewer may answer an interaction in both tasks
+    sa.Column("task", sa.String(20), primary_key=True, server_default="triage"),
+)
+
+audit_items = sa.Table(
+    "audit_items",
+    metadata,
+    sa.Column("interaction_id", sa.String(200), sa.ForeignKey("interactions.id"), primary_key=True),
+    sa.Column("split", sa.String(20), nullable=False),  # test | validation, kept for good
+    sa.Column("cycle_id", sa.String(200), nullable=False),
+    sa.Column("sampled_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 
@@ -237,9 +253,21 @@ class Store:
         with self.engine.begin() as conn:
             return self._insert_new(conn, interactions, rows, ["content_hash"])
 
-    def add_reviews(self, rows: Sequence[dict[str, Any]]) -> int:
+    def add_reviews(self, rows: Sequence[dict[str, Any]], task: str = "triage") -> int:
+        """Expert answers, new (interaction, reviewer, task) keys only; `task` is for rows without one."""
+        rows = [row if "task" in row else {**row, "task": task} for row in rows]
+        if unknown := {row["task"] for row in rows} - set(REVIEW_TASKS):
+            raise ValueError(f"unknown review task(s) {sorted(unknown)}: one of {REVIEW_TASKS}")
         with self.engine.begin() as conn:
-            return self._insert_new(conn, reviews, rows, ["interaction_id", "reviewer"])
+            return self._insert_new(conn, reviews, rows, ["interaction_id", "reviewer", "task"])
+
+    def add_audit_items(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Interactions sampled for the audit (interaction_id, split, cycle_id, sampled_at); an item already
+        in the audit keeps its split and cycle. Returns how many were added."""
+        if unknown := {row["split"] for row in rows} - set(AUDIT_SPLITS):
+            raise ValueError(f"unknown audit split(s) {sorted(unknown)}: one of {AUDIT_SPLITS}")
+        with self.engine.begin() as conn:
+            return self._insert_new(conn, audit_items, rows, ["interaction_id"])
 
     def write_batch(
         self,
@@ -411,11 +439,19 @@ class Store:
             )
         return _utc_columns(frame, ("computed_at",))
 
-    def reviews_frame(self) -> pd.DataFrame:
+    def reviews_frame(self, task: str | None = None) -> pd.DataFrame:
+        """Expert answers, with their `task` (triage or audit); only one task's when `task` is given."""
+        query = sa.select(reviews).order_by(reviews.c.interaction_id, reviews.c.reviewer, reviews.c.task)
+        if task is not None:
+            query = query.where(reviews.c.task == task)
         with self.engine.connect() as conn:
-            return pd.read_sql(
-                sa.select(reviews).order_by(reviews.c.interaction_id, reviews.c.reviewer), conn
-            )
+            return _utc_columns(pd.read_sql(query, conn), ("reviewed_at",))
+
+    def audit_frame(self) -> pd.DataFrame:
+        """The audit sample of every cycle so far: interaction_id, split, cycle_id, sampled_at."""
+        query = sa.select(audit_items).order_by(audit_items.c.sampled_at, audit_items.c.interaction_id)
+        with self.engine.connect() as conn:
+            return _utc_columns(pd.read_sql(query, conn), ("sampled_at",))
 
 
 def _has_feedback() -> sa.ColumnElement[bool]:

@@ -5,8 +5,10 @@ The generator writes three files:
 
 - ``logs.jsonl``: what production logged (OpenAI request/response, routing decision, latency, tokens,
   feedback), in timestamp order, with a few malformed and duplicate lines mixed in like a real log.
-- ``hidden_truth.jsonl``: per good interaction, the true expert and the true cause of an unsatisfactory
-  rating. Only the simulated expert panel and judge scoring may read it; it is never a training label.
+- ``hidden_truth.jsonl``: per good interaction, the true expert, the true cause of an unsatisfactory
+  outcome, whether the user said so (null: never rated) and the phrasebook template the question came from.
+  Only the simulated expert panel, judge scoring and the demo's unseen-template slice may read it; it is
+  never a training label.
 - ``demo_meta.json``: seed, arguments, counts and measured proportions.
 
 Same arguments give byte-identical files: all randomness comes from one ``random.Random(seed)`` and JSON is
@@ -15,10 +17,12 @@ dumped with sorted keys.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,7 +36,7 @@ from flywheel.demo.world import behaviour, phrasebook
 __all__ = ["GENERATOR_VERSION", "PRODUCTION_MODEL", "generate_demo", "router_system_prompt"]
 
 PRODUCTION_MODEL = "llama-3.1-70b-instruct"
-GENERATOR_VERSION = "1"  # part of the demo world's cache key: bump it when the output changes
+GENERATOR_VERSION = "2"  # part of the demo world's cache key: bump it when the output changes
 
 TRUTH_CAUSES = ("none", "routing", "retrieval", "generation", "out_of_scope")
 
@@ -51,6 +55,7 @@ class _Question:
     typo: bool = False
     pii: bool = False
     slots: dict[str, str] = field(default_factory=dict)  # slot values used, so the answer can echo them
+    template: str = ""  # the phrasebook template before slots and paraphrase, e.g. "it_help/vpn_connection/3"
 
 
 @dataclass
@@ -134,6 +139,61 @@ def _typo(text: str, rng: random.Random) -> str:
             w = w[:j] + _KEYBOARD_NEIGHBOURS.get(w[j].lower(), w[j]) + w[j + 1 :]
         words[i] = w
     return " ".join(words)
+
+
+def _slug(name: str) -> str:
+    """A template id part: "VPN connection" -> "vpn_connection"."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _pick(rng: random.Random, templates: list[str], *prefix: str) -> tuple[str, str]:
+    """One template and its stable id (prefix parts, then the template's 1-based position in its list)."""
+    i = rng.randrange(len(templates))
+    return templates[i], "/".join((*prefix, str(i + 1)))
+
+
+@functools.cache
+def _synonym_pattern() -> tuple[re.Pattern[str], dict[str, list[str]]]:
+    """One regex over every synonym (longest first, whole words) and each one's alternatives."""
+    groups = phrasebook().paraphrase.synonyms
+    alternatives = {w.lower(): [o for o in group if o != w] for group in groups for w in group}
+    words = sorted(alternatives, key=len, reverse=True)
+    return re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE), alternatives
+
+
+_QUESTION_WORDS = ("how", "what", "when", "where", "who", "why", "which", "can", "is", "are", "do", "does")
+
+
+def _paraphrase(core: str, rng: random.Random) -> str:
+    """Re-say a filled template the way different people would: another question frame, synonyms, the two
+    clauses swapped, politeness and filler. The template id stays that of the template."""
+    pb, rates = phrasebook().paraphrase, behaviour().query.paraphrase
+    text = core
+    if rng.random() < rates.frame:
+        lower = text.lower()
+        for frame in pb.frames:
+            prefix = next((m for m in frame.match if lower.startswith(m.lower() + " ")), None)
+            if prefix is not None:
+                text = rng.choice(frame.forms).format(x=text[len(prefix) + 1 :])
+                break
+    pattern, alternatives = _synonym_pattern()
+
+    def swap(m: re.Match[str]) -> str:
+        return rng.choice(alternatives[m.group(0).lower()]) if rng.random() < rates.synonym else m.group(0)
+
+    text = pattern.sub(swap, text)
+    clauses = text.split(", ")
+    if len(clauses) == 2 and min(len(c.split()) for c in clauses) >= 2 and rng.random() < rates.reorder:
+        first, second = clauses
+        joiner = "? " if second.split()[0].lower() in _QUESTION_WORDS else rng.choice((", ", " - ", ". "))
+        text = f"{second}{joiner}{first[:1].lower() + first[1:]}"
+    if rng.random() < rates.tail:
+        text += rng.choice(pb.tails)
+    if rng.random() < rates.politeness:
+        text = rng.choice(pb.politeness) + text[:1].lower() + text[1:]
+    elif rng.random() < rates.filler:
+        text = rng.choice(pb.fillers) + text[:1].lower() + text[1:]
+    return text
 
 
 def _style_case(text: str, rng: random.Random) -> str:
@@ -310,19 +370,21 @@ class _World:
         slots: dict[str, str] = {}
         if launch_share and rng.random() < launch_share:
             topic, templates = rng.choice(sorted(self.pb.launch_intents[expert].items()))
-            text = _decorate(_fill(rng.choice(templates), rng, slots), rng)
+            template, template_id = _pick(rng, templates, "launch", _slug(topic))
+            text = _decorate(_paraphrase(_fill(template, rng, slots), rng), rng)
             other = "it_help" if expert == "product_docs" else "product_docs"
-            q = _Question(text, expert, topic, "launch", alts=(other,), launch=phase)
+            q = _Question(text, expert, topic, "launch", alts=(other,), launch=phase, template=template_id)
         else:
             own = [c for c in self.confusers if c.truth == expert]
             if own and self.confuser_draw(query.confuser_share):
                 c = rng.choice(own)
-                core = _fill(rng.choice(c.templates), rng, slots)
+                template, template_id = _pick(rng, c.templates, "confuser", _slug(c.topic))
+                core = _paraphrase(_fill(template, rng, slots), rng)
                 # Some confusers come wrapped in chatter, never with a distractor: the confusion is enough.
                 text = _long(core, expert, [], rng)[0] if rng.random() < 0.2 else _decorate(core, rng)
                 alts = tuple(a for a in c.alts if a in self.catalog)
                 style = "confuser" if alts else "plain"  # no rival expert in this catalog: nothing to confuse
-                q = _Question(text, expert, c.topic, style, confuser=bool(alts), alts=alts)
+                q = _Question(text, expert, c.topic, style, bool(alts), alts, template=template_id)
             else:
                 q = self._plain(expert, slots)
         q.slots = slots
@@ -338,25 +400,29 @@ class _World:
         rng, pb, style_weights = self.rng, self.pb, self.behaviour.query.style_weights
         style = rng.choices(list(style_weights), weights=list(style_weights.values()))[0]
         if style == "short":
-            short, topic = rng.choice(sorted(pb.short[expert].items()))
+            shorts = list(pb.short[expert].items())
+            (short, topic), template_id = _pick(rng, shorts, expert, "short")  # type: ignore[arg-type]
             text = _fill(short, rng, slots)
-            return _Question(text if rng.random() < 0.7 else text.upper(), expert, topic, "short")
+            text = text if rng.random() < 0.7 else text.upper()
+            return _Question(text, expert, topic, "short", template=template_id)
         topic, templates = rng.choice(sorted(pb.intents[expert].items()))
-        core = _fill(rng.choice(templates), rng, slots)
+        template, template_id = _pick(rng, templates, expert, _slug(topic))
+        core = _paraphrase(_fill(template, rng, slots), rng)
         if style == "plain":
-            return _Question(_decorate(core, rng), expert, topic, "plain")
+            return _Question(_decorate(core, rng), expert, topic, "plain", template=template_id)
         text, distractor = _long(core, expert, self.active, rng)
         if distractor is None:
-            return _Question(text, expert, topic, "long")
-        return _Question(text, expert, topic, "long_distractor", alts=(distractor,))
+            return _Question(text, expert, topic, "long", template=template_id)
+        return _Question(text, expert, topic, "long_distractor", alts=(distractor,), template=template_id)
 
     def out_of_scope(self) -> _Question:
         rng = self.rng
         group = rng.choice(self.pb.out_of_scope)
-        text = _fill(rng.choice(group.texts), rng)
+        template, template_id = _pick(rng, group.texts, "oos", _slug(group.kind))
+        text = _fill(template, rng)
         if rng.random() < 0.3:
             text = text.lower()
-        return _Question(text, None, group.kind, f"oos:{group.kind}")
+        return _Question(text, None, group.kind, f"oos:{group.kind}", template=template_id)
 
     def route(self, q: _Question) -> str:
         """What the production router answered."""
@@ -455,7 +521,14 @@ def _answer(q: _Question, routed: str, satisfied: bool, cause: str, rng: random.
 
 
 def _record(
-    ix: str, ev: _Event, session_id: str, routed: str, answer: str, fb: dict, system: str, rng: random.Random
+    ix: str,
+    ev: _Event,
+    session_id: str,
+    routed: str,
+    answer: str,
+    fb: dict | None,
+    system: str,
+    rng: random.Random,
 ) -> dict[str, Any]:
     """The log line as production writes it."""
     query = ev.question.text
@@ -647,7 +720,9 @@ def generate_demo(
         q = ev.question
         routed = world.route(q)
         satisfied, cause = world.outcome(q, routed)
-        fb = _feedback(q, routed, satisfied, cause, rng)
+        # Some users never rate: the log has no feedback, the truth keeps what went wrong (if anything).
+        rated = rng.random() >= world.behaviour.feedback.no_feedback_share
+        fb = _feedback(q, routed, satisfied, cause, rng) if rated else None
         rec = _record(ix, ev, sid, routed, _answer(q, routed, satisfied, cause, rng), fb, system, rng)
         if i in malformed_at:
             lines.append((i, 0, _malformed(rec, kinds.pop())))
@@ -658,8 +733,9 @@ def generate_demo(
                 "id": ix,
                 "true_expert": q.true_expert,
                 "cause": cause,
-                "satisfied": satisfied,
+                "satisfied": satisfied if rated else None,
                 "confuser": q.confuser,
+                "template": q.template,
             }
         )
         good.append((ev, routed, truth[-1]))
@@ -703,13 +779,16 @@ def _meta(
     """Counts and proportions measured on the good interactions."""
     in_scope = [(ev, r, t) for ev, r, t in good if t["true_expert"] is not None]
     correct = sum(r == t["true_expert"] for _, r, t in in_scope)
-    unsat = [t for _, _, t in good if not t["satisfied"]]
-    causes = {c: sum(t["cause"] == c for _, _, t in good) for c in TRUTH_CAUSES}
+    rated = [t for _, _, t in good if t["satisfied"] is not None]
+    unsat = [t for t in rated if not t["satisfied"]]
+    causes = {c: sum(t["cause"] == c for _, _, t in good) for c in TRUTH_CAUSES}  # rated or not
+    unsat_causes = {c: sum(t["cause"] == c for t in unsat) for c in TRUTH_CAUSES if c != "none"}
     misrouted = [t for _, r, t in in_scope if r != t["true_expert"]]
     confusers = [(r, t) for _, r, t in in_scope if t["confuser"]]
     per_week = []
     for w in range(1, weeks + 1):
         rows = [t for ev, _, t in good if ev.week == w]
+        rated_rows = [t for t in rows if t["satisfied"] is not None]
         per_week.append(
             {
                 "week": w,
@@ -719,7 +798,7 @@ def _meta(
                 "product_docs_share": _share(
                     sum(t["true_expert"] == "product_docs" for t in rows), len(rows)
                 ),
-                "unsatisfied_share": _share(sum(not t["satisfied"] for t in rows), len(rows)),
+                "unsatisfied_share": _share(sum(not t["satisfied"] for t in rated_rows), len(rated_rows)),
             }
         )
     lw = world.launch_week
@@ -741,21 +820,25 @@ def _meta(
             "duplicates": n_duplicates,
             "in_scope": len(in_scope),
             "out_of_scope": len(good) - len(in_scope),
+            "rated": len(rated),
+            "no_feedback": len(good) - len(rated),
             "unsatisfied": len(unsat),
             "misrouted": len(misrouted),
-            "misrouted_unsatisfied": sum(not t["satisfied"] for t in misrouted),
+            "misrouted_unsatisfied": sum(t["satisfied"] is False for t in misrouted),
             "confusers": len(confusers),
             "users": len({ev.user for ev, _, _ in good}),
             "sessions": len({ev.session_key for ev, _, _ in good}),
             "pii_queries": sum(ev.question.pii for ev, _, _ in good),
             "typo_queries": sum(ev.question.typo for ev, _, _ in good),
+            "templates": len({t["template"] for _, _, t in good}),
         },
         "production_accuracy_in_scope": _share(correct, len(in_scope)),
         "confuser_accuracy": _share(sum(r == t["true_expert"] for r, t in confusers), len(confusers)),
         "out_of_scope_share": _share(len(good) - len(in_scope), len(good)),
-        "unsatisfied_share": _share(len(unsat), len(good)),
+        "no_feedback_share": _share(len(good) - len(rated), len(good)),
+        "unsatisfied_share": _share(len(unsat), len(rated)),  # of the rated interactions
         "causes": causes,
-        "cause_share_of_unsatisfied": {c: _share(causes[c], len(unsat)) for c in causes if c != "none"},
+        "cause_share_of_unsatisfied": {c: _share(n, len(unsat)) for c, n in unsat_causes.items()},
         "per_expert": {e: sum(t["true_expert"] == e for _, _, t in good) for e in experts},
         "per_week": per_week,
         "launch": {

@@ -55,12 +55,14 @@ class DemoSource:
             return legacy
         return demo_world_dir(load_config(run.config_path), run.runs_root) / "hidden_truth.jsonl"
 
-    def simulated_panel(self, config: Config, run: RunDir) -> SimulatedPanel:
+    def simulated_panel(self, config: Config, run: RunDir, task: str = "triage") -> SimulatedPanel:
+        """The panel for one review task: as many simulated experts as that task asks per record."""
         review = config.review
+        size = config.audit.experts_per_record if task == "audit" else review.experts_per_record
         return SimulatedPanel(
             self.hidden_truth(run),
             list(config.experts),
             review.simulated_error_rate,
             seed=config.seed,
-            size=review.experts_per_record,
+            size=size,
         )

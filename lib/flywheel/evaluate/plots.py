@@ -14,12 +14,26 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 from sklearn.metrics import ConfusionMatrixDisplay
 
-BASELINE_COLOR, CANDIDATE_COLOR, PROMOTED_COLOR, FRONTIER_COLOR = (
+BASELINE_COLOR, CANDIDATE_COLOR, PROMOTED_COLOR, FRONTIER_COLOR, CASCADE_COLOR = (
     "tab:gray",
     "tab:blue",
     "tab:red",
     "tab:green",
+    "tab:purple",
 )
+
+
+def _style(row: dict) -> tuple[str, str, str]:
+    """Color, marker and label suffix: the promoted model a star, the baseline a square, a cascade (a student
+    deferring to the baseline) a diamond, a single student a circle."""
+    cascade = row.get("kind") == "cascade"
+    if row.get("promoted"):
+        return PROMOTED_COLOR, "*", " (promoted cascade)" if cascade else " (promoted)"
+    if row.get("is_baseline"):
+        return BASELINE_COLOR, "s", " (baseline)"
+    if cascade:
+        return CASCADE_COLOR, "D", f" (defers {100 * row.get('deferral_share', 0):.0f}%)"
+    return CANDIDATE_COLOR, "o", ""
 
 
 def pareto_frontier(rows: Sequence[dict], x_key: str = "cost_per_1k") -> list[str]:
@@ -63,9 +77,8 @@ def _accuracy_scatter(rows: Sequence[dict], x_key: str, x_label: str, title: str
     )
 
     for r in rows:
-        promoted, baseline = bool(r.get("promoted")), bool(r.get("is_baseline"))
-        color = PROMOTED_COLOR if promoted else BASELINE_COLOR if baseline else CANDIDATE_COLOR
-        marker = "*" if promoted else "s" if baseline else "o"
+        promoted = bool(r.get("promoted"))
+        color, marker, suffix = _style(r)
         yerr = [[r["accuracy"] - r["ci_low"]], [r["ci_high"] - r["accuracy"]]]
         ax.errorbar(
             r[x_key],
@@ -79,7 +92,6 @@ def _accuracy_scatter(rows: Sequence[dict], x_key: str, x_label: str, title: str
             markersize=16 if promoted else 8,
             zorder=3,
         )
-        suffix = " (promoted)" if promoted else " (baseline)" if baseline else ""
         ax.annotate(
             r["name"] + suffix,
             (r[x_key], r["accuracy"]),
@@ -95,6 +107,8 @@ def _accuracy_scatter(rows: Sequence[dict], x_key: str, x_label: str, title: str
     ax.set_ylabel("routing accuracy (95% CI)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
+    if any(r.get("kind") == "cascade" for r in rows):  # a legend entry for the cascades' marker
+        ax.plot([], [], "D", color=CASCADE_COLOR, label="cascade: student + deferral to the baseline")
     ax.legend(loc="best", fontsize=8)
     return fig
 
@@ -102,7 +116,8 @@ def _accuracy_scatter(rows: Sequence[dict], x_key: str, x_label: str, title: str
 def plot_accuracy_vs_cost(rows: Sequence[dict], path: str | Path | None = None) -> Figure:
     """Accuracy against cost per 1k queries (USD, log scale), with CI bars and the Pareto frontier.
 
-    Each row: {"name", "accuracy", "ci_low", "ci_high", "cost_per_1k", "promoted", "is_baseline"}.
+    Each row: {"name", "accuracy", "ci_low", "ci_high", "cost_per_1k", "promoted", "is_baseline"}, and
+    optionally "kind" ("cascade": drawn as a diamond, with its "deferral_share").
     """
     fig = _accuracy_scatter(rows, "cost_per_1k", "cost per 1k queries (USD, log scale)", "Accuracy vs cost")
     return _save(fig, path)
@@ -165,4 +180,26 @@ def plot_per_expert(report: pd.DataFrame, title: str, path: str | Path | None = 
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     fig.legend(loc="outside upper right", fontsize=8, ncols=3)
+    return _save(fig, path)
+
+
+def plot_ablation(table: pd.DataFrame, path: str | Path | None = None) -> Figure:
+    """Test accuracy (95% CI bars) of one student per training-label subset (`score_ablation`'s table: index
+    subset, columns accuracy, ci_low, ci_high, train_examples)."""
+    if table.empty:
+        raise ValueError("nothing to plot")
+    fig = Figure(figsize=(max(5.0, 1.6 * len(table) + 2), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(table))
+    acc = table["accuracy"].to_numpy(dtype=float)
+    yerr = [acc - table["ci_low"].to_numpy(dtype=float), table["ci_high"].to_numpy(dtype=float) - acc]
+    ax.bar(x, acc, color=CANDIDATE_COLOR, yerr=yerr, capsize=4)
+    names = [f"{subset}\n(n={n})" for subset, n in zip(table.index, table["train_examples"], strict=True)]
+    ax.set_xticks(x, labels=names, fontsize=8)
+    low = max(0.0, float(table["ci_low"].min()) - 0.05)
+    ax.set_ylim(low, 1.0)
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1))
+    ax.set_ylabel("test accuracy (95% CI)")
+    ax.set_title("What each label source buys")
+    ax.grid(True, axis="y", alpha=0.3)
     return _save(fig, path)

@@ -1,6 +1,7 @@
 """The promotion rule: which candidate, if any, replaces the production router.
 
-A candidate is eligible when it is cheaper than the baseline, loses at most `max_drop_points`
+Candidates are single students and cascades (a student deferring its least confident queries to the
+baseline) alike. A candidate is eligible when it is cheaper than the baseline, loses at most `max_drop_points`
 percentage points of accuracy, and is not significantly worse on the paired test (McNemar
 p < alpha with accuracy below the baseline's). The cheapest eligible candidate is promoted; ties on
 cost go to the more accurate one, then to the name, so the choice is deterministic.
@@ -88,6 +89,10 @@ def choose_promotion(baseline: dict, candidates: list[dict], rule: PromotionRule
             f"vs {base_cost_text} for {baseline['name']}, accuracy "
             f"{_pct(best['accuracy'])} vs {_pct(baseline['accuracy'])}{p_text}"
         )
+        if best.get("kind") == "cascade":
+            share = best.get("deferral_share")
+            share_text = "" if share is None else f" {100 * share:.0f}% of"
+            reason += f" (a cascade: defers{share_text} the test queries to {baseline['name']})"
     return {
         "promoted": eligible[0]["name"] if eligible else None,
         "reason": reason,

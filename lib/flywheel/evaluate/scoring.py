@@ -1,4 +1,5 @@
-"""Score the baseline and each candidate on the test split: accuracy, paired test, latency, cost."""
+"""Score the baseline and each candidate on the test split: accuracy, paired test, agreement with production,
+latency, cost (and, where the source knows it, the hidden-truth and unseen-template slices)."""
 
 from __future__ import annotations
 
@@ -14,19 +15,26 @@ from flywheel.core.config import EvalConfig
 from flywheel.core.routers import Router, model_size
 from flywheel.evaluate.cost import cost_per_1k_from_hardware, cost_per_1k_from_tokens
 from flywheel.evaluate.metrics import accuracy_with_ci, latency_stats, mcnemar_paired
+from flywheel.evaluate.slices import Slices, agreement
 
 BASELINE = "baseline"
 THROUGHPUT_BATCH = 32
 
 
-def baseline_row(test: pd.DataFrame, logs: pd.DataFrame, eval_cfg: EvalConfig) -> dict:
+def baseline_row(
+    test: pd.DataFrame, logs: pd.DataFrame, eval_cfg: EvalConfig, slices: Slices | None = None
+) -> dict:
     """The production model, judged by its logged decisions, logged latency and logged tokens."""
     logged = logs.set_index("id").loc[test["id"]]
     prices = eval_cfg.prices
+    decisions = test["routed_expert"].tolist()
     row = {
         "name": BASELINE,
+        "kind": "production",
         "model": str(logged["model"].mode().iloc[0]),
-        **accuracy_with_ci(test["label"].tolist(), test["routed_expert"].tolist(), alpha=eval_cfg.alpha),
+        **accuracy_with_ci(test["label"].tolist(), decisions, alpha=eval_cfg.alpha),
+        "agreement": 1.0,
+        **(slices or Slices()).scores(decisions, test["label"].tolist(), eval_cfg.alpha),
         **_latency((logged["latency_ms"] / 1000).tolist()),
         "cost_per_1k": cost_per_1k_from_tokens(
             logged["tokens_in"].mean(),
@@ -62,7 +70,8 @@ def single_cpu_thread():
 
 
 def time_router(router: Router, texts: list[str], n_queries: int, warmup: int) -> dict:
-    """Per-query latency at batch 1 after warm-up, and throughput at a larger batch."""
+    """Per-query latency at batch 1 after warm-up, and throughput at a larger batch; `seconds` holds the
+    timed queries' latencies (a cascade adds the production router's to them)."""
     seconds = []
     with single_cpu_thread():
         for text in texts[:warmup]:
@@ -79,20 +88,34 @@ def time_router(router: Router, texts: list[str], n_queries: int, warmup: int) -
         **_latency(seconds),
         "throughput_qps": round(throughput, 1),
         "seconds_per_query": float(np.mean(seconds)),
+        "seconds": seconds,
     }
 
 
 def candidate_row(
-    router: Router, folder: Path, test: pd.DataFrame, baseline_pred: list[str], eval_cfg: EvalConfig
-) -> tuple[dict, list[str | None]]:
+    router: Router,
+    folder: Path,
+    test: pd.DataFrame,
+    baseline_pred: list[str],
+    eval_cfg: EvalConfig,
+    slices: Slices | None = None,
+    predictions: list[str | None] | None = None,
+) -> tuple[dict, list[str | None], list[float]]:
+    """A candidate run here on the test items: its row, its decisions and its measured batch-1 seconds.
+    `predictions`: its decisions when already known (the argmax of its probabilities), else predicted."""
     texts = test["text"].tolist()
     truth = test["label"].tolist()
-    predictions = router.predict(texts)
+    if predictions is None:
+        predictions = router.predict(texts)
     timing = time_router(router, texts, eval_cfg.latency_queries, eval_cfg.warmup_queries)
+    seconds = timing.pop("seconds")
     paired = mcnemar_paired(truth, baseline_pred, predictions)
     row = {
         "name": router.name,
+        "kind": "single",
         **accuracy_with_ci(truth, predictions, alpha=eval_cfg.alpha),
+        "agreement": agreement(predictions, baseline_pred),
+        **(slices or Slices()).scores(predictions, truth, eval_cfg.alpha),
         **timing,
         **time_to_first_token(router, texts, eval_cfg.ttft_queries),
         **candidate_cost(router, timing["seconds_per_query"], eval_cfg),
@@ -103,7 +126,7 @@ def candidate_row(
         **model_size(folder),
         "is_baseline": False,
     }
-    return row, predictions
+    return row, predictions, seconds
 
 
 def time_to_first_token(router: Router, texts: list[str], n_queries: int) -> dict:
@@ -137,22 +160,40 @@ def candidate_cost(router: Router, seconds_per_query: float, eval_cfg: EvalConfi
     }
 
 
+def _ci(row: dict, prefix: str = "") -> str | None:
+    low, high = row.get(f"{prefix}ci_low"), row.get(f"{prefix}ci_high")
+    return None if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
+
+
 def headline_table(rows: list[dict], promoted: str | None) -> pd.DataFrame:
-    """One line per model: accuracy ± CI, p50 latency, cost per 1k, size, difference to baseline."""
+    """One line per model (cascades too): accuracy ± CI, difference to baseline, paired test, agreement with
+    production, deferral share (cascades), p50 latency, cost per 1k, size; and where the source knows them,
+    accuracy against the hidden truth and on unseen templates (n and CI): columns only when some row has
+    them."""
     baseline_acc = next(r["accuracy"] for r in rows if r["is_baseline"])
-    table = pd.DataFrame(
-        {
+    hidden = any("hidden_truth_accuracy" in r for r in rows)
+    unseen = any("unseen_template_accuracy" in r for r in rows)
+    records = []
+    for r in rows:
+        record = {
             "model": r["name"],
             "accuracy": r["accuracy"],
-            "ci95": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+            "ci95": _ci(r),
             "vs_baseline_points": round(100 * (r["accuracy"] - baseline_acc), 1),
             "mcnemar_p": r.get("mcnemar_p"),
+            "agreement": r.get("agreement"),
+            "deferral_share": r.get("deferral_share"),
             "p50_ms": r["p50_ms"],
             "ttft_p50_ms": r.get("ttft_p50_ms"),
             "cost_per_1k_usd": r["cost_per_1k"],
             "parameters": r.get("parameters"),
-            "promoted": r["name"] == promoted,
         }
-        for r in rows
-    )
-    return table.set_index("model")
+        if hidden:
+            record["hidden_truth_accuracy"] = r.get("hidden_truth_accuracy")
+        if unseen:
+            record["unseen_template_accuracy"] = r.get("unseen_template_accuracy")
+            record["unseen_template_ci95"] = _ci(r, "unseen_template_")
+            record["unseen_template_n"] = r.get("unseen_template_n")
+        record["promoted"] = r["name"] == promoted
+        records.append(record)
+    return pd.DataFrame(records).set_index("model")

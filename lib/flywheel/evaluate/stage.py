@@ -1,24 +1,32 @@
-"""Stage 4 in readable steps: score every model on the test split, decide and register the promotion, plot,
-then write the predictions, summary.json and the typed `EvalResult`.
+"""Stage 4 in readable steps: score every model on the test split (the production router, each candidate,
+each candidate deferring its least confident queries to production: a cascade, its threshold chosen on the
+validation split), decide and register the promotion, plot, score the label-source ablation, then write the
+predictions, summary.json and the typed `EvalResult`.
 
 "baseline" is the model the production logs came from; the registry calls it "production"."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from flywheel.core.cascade import write_cascade
 from flywheel.core.config import Config
 from flywheel.core.files import atomic_write_json
+from flywheel.core.log_sources import log_source
 from flywheel.core.registry import Entry, Registry, default_export_path
 from flywheel.core.results import EvalResult, FinetuneResult, TriageResult, read_result
 from flywheel.core.routers import load_router
 from flywheel.core.runs import RunDir, now_iso
 from flywheel.core.store import Store
+from flywheel.evaluate.ablation import score_ablation
+from flywheel.evaluate.cascades import cascade_name, cascade_row, choose_threshold
 from flywheel.evaluate.metrics import confusion, per_expert_report
 from flywheel.evaluate.plots import (
+    plot_ablation,
     plot_accuracy_vs_cost,
     plot_accuracy_vs_latency,
     plot_confusion,
@@ -26,9 +34,13 @@ from flywheel.evaluate.plots import (
 )
 from flywheel.evaluate.promote import PromotionRule, choose_promotion
 from flywheel.evaluate.scoring import BASELINE, baseline_row, candidate_row, headline_table
+from flywheel.evaluate.slices import Slices, read_hidden_truth
 
 LOG_COLUMNS = ["id", "model", "latency_ms", "tokens_in", "tokens_out"]
-REGISTRY_METRICS = ("accuracy", "ci_low", "ci_high", "n", "p50_ms", "cost_per_1k", "mcnemar_p")
+REGISTRY_METRICS = (
+    "accuracy", "ci_low", "ci_high", "n", "p50_ms", "cost_per_1k", "mcnemar_p", "agreement",
+    "threshold", "deferral_share",
+)  # fmt: skip
 
 
 @dataclass
@@ -37,19 +49,41 @@ class Evaluation:
 
     test: pd.DataFrame
     candidate_dirs: dict[str, Path]
-    rows: list[dict]  # the baseline first, then the candidates
+    rows: list[dict]  # the baseline first, then the candidates, then the cascades
     predictions: dict[str, list[str | None]]
     decision: dict
     rule: PromotionRule
+    cascades_skipped: dict[str, str] = field(default_factory=dict)  # per candidate: why it has no cascade
+    ablation: pd.DataFrame | None = None  # the label-source ablation (score_ablation), None: not run
 
     @property
     def table(self) -> pd.DataFrame:
         return headline_table(self.rows, self.decision["promoted"])
 
+    def rows_of(self, kind: str) -> list[dict]:
+        """The rows of one kind: "production", "single" or "cascade"."""
+        return [r for r in self.rows if r.get("kind") == kind]
+
+    def cascade_table(self) -> pd.DataFrame:
+        """One line per cascade: its student, threshold and deferral share (chosen on validation), and on test
+        its deferral share, accuracy, cost per 1k and p50 latency."""
+        columns = {
+            "student": "student", "threshold": "threshold",
+            "validation_deferral_share": "validation_deferral_share", "deferral_share": "test_deferral_share",
+            "accuracy": "accuracy", "cost_per_1k": "cost_per_1k_usd", "p50_ms": "p50_ms",
+        }  # fmt: skip
+        rows = [
+            {"cascade": r["name"], **{new: r[old] for old, new in columns.items()}}
+            for r in self.rows_of("cascade")
+        ]
+        return pd.DataFrame(rows, columns=["cascade", *columns.values()]).set_index("cascade")
+
     def decision_text(self, registry_entry: Entry | None) -> str:
-        """Why the decision went this way, why each other candidate was not promoted, and the registry."""
+        """Why the decision went this way, why each other candidate was not promoted, which candidates have
+        no cascade and why, and the registry."""
         lines = [self.decision["reason"]]
         lines += [f"  not promoted: {name}: {why}" for name, why in self.decision["rejected"].items()]
+        lines += [f"  no cascade: {name}: {why}" for name, why in self.cascades_skipped.items()]
         lines.append(f"registry: {registry_entry.model_name if registry_entry else 'unchanged'}")
         return "\n".join(lines)
 
@@ -59,51 +93,125 @@ class Evaluation:
 
 
 def run_eval(run: RunDir, config: Config, store: Store) -> Evaluation:
-    """Stage 4 on a run directory: the triage stage's test split, the finetune stage's candidates and the
-    store's logs of the production model."""
-    test = read_result(run, TriageResult).ground_truth.load_split("test")
-    candidate_dirs = read_result(run, FinetuneResult).candidate_dirs
+    """Stage 4 on a run directory: the triage stage's test and validation splits, the finetune stage's
+    candidates and ablation students, the store's logs of the production model and, where the source knows
+    it (the demo), the hidden truth (scoring only)."""
+    ground_truth = read_result(run, TriageResult).ground_truth
+    finetune = read_result(run, FinetuneResult)
+    splits = {name: ground_truth.load_split(name) for name in ("train", "validation", "test")}
     logs = store.interactions_frame(LOG_COLUMNS)
-    return evaluate_all(config, test, logs, candidate_dirs)
+    truth = read_hidden_truth(log_source(config.source.kind).hidden_truth(run))
+    return evaluate_all(
+        config,
+        splits["test"],
+        logs,
+        finetune.candidate_dirs,
+        validation=splits["validation"],
+        train=splits["train"],
+        hidden_truth=truth,
+        ablation_dirs=finetune.ablation_dirs,
+    )
 
 
 def evaluate_all(
-    config: Config, test: pd.DataFrame, logs: pd.DataFrame, candidate_dirs: dict[str, Path]
+    config: Config,
+    test: pd.DataFrame,
+    logs: pd.DataFrame,
+    candidate_dirs: dict[str, Path],
+    *,
+    validation: pd.DataFrame | None = None,
+    train: pd.DataFrame | None = None,
+    hidden_truth: pd.DataFrame | None = None,
+    ablation_dirs: dict[str, Path] | None = None,
 ) -> Evaluation:
-    """Baseline from its logs, each candidate measured here; then the promotion rule."""
-    baseline = baseline_row(test, logs, config.eval)
-    rows = [baseline]
+    """Baseline from its logs, each candidate measured here, each candidate's cascade (needs `validation`
+    and `config.eval.cascades`); then the promotion rule over candidates and cascades alike. With
+    `hidden_truth` (read_hidden_truth) the rows also score against it, and with `train` too, on the
+    unseen-template slice."""
+    eval_cfg = config.eval
+    slices = Slices.build(test, train, hidden_truth)
+    baseline = baseline_row(test, logs, eval_cfg, slices)
+    rows, cascades, skipped = [baseline], [], {}
     predictions = {BASELINE: test["routed_expert"].tolist()}
+    cascade_predictions = {}
+    logged_seconds = (logs.set_index("id").loc[test["id"], "latency_ms"] / 1000).to_numpy()
+    texts = test["text"].tolist()
     for name, folder in candidate_dirs.items():
         router = load_router(folder)
-        row, predictions[name] = candidate_row(router, folder, test, predictions[BASELINE], config.eval)
+        proba = _proba(router, texts) if eval_cfg.cascades else None
+        known = None if proba is None else [router.labels[i] for i in proba.argmax(axis=1)]
+        row, predictions[name], seconds = candidate_row(
+            router, folder, test, predictions[BASELINE], eval_cfg, slices, predictions=known
+        )
         rows.append(row)
-    rule = PromotionRule(max_drop_points=config.eval.max_drop_points, alpha=config.eval.alpha)
+        if not eval_cfg.cascades:
+            continue
+        if proba is None:
+            skipped[name] = "it gives no per-expert probabilities to threshold"
+            continue
+        if validation is None or validation.empty:
+            skipped[name] = "no validation split to choose its threshold on"
+            continue
+        choice = choose_threshold(
+            _proba(router, validation["text"].tolist()),
+            list(router.labels),
+            validation["label"].tolist(),
+            validation["routed_expert"].tolist(),
+            eval_cfg.max_drop_points,
+        )
+        if choice.threshold is None:
+            skipped[name] = choice.reason
+            continue
+        cascade, cascade_predictions[cascade_name(name)] = cascade_row(
+            row, seconds, proba, list(router.labels), choice, test, logged_seconds, baseline, slices,
+            eval_cfg.alpha,
+        )  # fmt: skip
+        cascades.append(cascade)
+    rows += cascades
+    predictions.update(cascade_predictions)
+    rule = PromotionRule(max_drop_points=eval_cfg.max_drop_points, alpha=eval_cfg.alpha)
     decision = choose_promotion(baseline, rows[1:], rule)
     for row in rows:
         row["promoted"] = row["name"] == decision["promoted"]
-    return Evaluation(test, dict(candidate_dirs), rows, predictions, decision, rule)
+    ablation = score_ablation(ablation_dirs, test, eval_cfg.alpha) if ablation_dirs else None
+    return Evaluation(test, dict(candidate_dirs), rows, predictions, decision, rule, skipped, ablation)
+
+
+def _proba(router, texts: list[str]) -> np.ndarray | None:
+    """The router's per-expert probabilities, None when it has none (an endpoint, a generating LM)."""
+    if not hasattr(router, "predict_proba") or not hasattr(router, "labels"):
+        return None
+    try:
+        return np.asarray(router.predict_proba(texts), dtype=float)
+    except ValueError:  # e.g. a causal LM that decides by generation: no score per expert
+        return None
 
 
 def record_promotion(run: RunDir, store: Store, evaluation: Evaluation) -> Entry | None:
-    """Put the promoted candidate into the registry (the router service then serves it)."""
+    """Put the promoted router into the registry (the router service then serves it): a candidate's own
+    folder, or for a cascade a cascade folder (`artifacts/cascades/<name>`: the student and its threshold)."""
     name = evaluation.decision["promoted"]
     if name is None:
         return None
     row = next(r for r in evaluation.rows if r["name"] == name)
+    folder = evaluation.candidate_dirs.get(name)
+    if row.get("kind") == "cascade":
+        student_dir = evaluation.candidate_dirs[row["student"]]
+        folder = write_cascade(run.artifact("cascades", name), student_dir, row["threshold"], name)
     config_name = run.manifest().get("config", {}).get("name", "default")
     registry = Registry(store, default_export_path(run.runs_root, config_name))
     return registry.promote(
-        evaluation.candidate_dirs[name],
+        folder,
         reason=evaluation.decision["reason"],
-        metrics={key: row[key] for key in REGISTRY_METRICS},
+        metrics={key: row[key] for key in REGISTRY_METRICS if row.get(key) is not None},
         cycle_id=run.cycle_id,
     )
 
 
 def save_plots(run: RunDir, evaluation: Evaluation, experts: list[str]) -> dict[str, Path]:
-    """The cycle's figures as PNGs in the run directory: accuracy against cost and latency, and per model
-    its confusion matrix (`confusion_<name>`) and per-expert scores (`per_expert_<name>`)."""
+    """The cycle's figures as PNGs in the run directory: accuracy against cost and latency (cascades
+    marked apart), per model its confusion matrix (`confusion_<name>`) and per-expert scores
+    (`per_expert_<name>`), and the label-source ablation (`ablation`) when there is one."""
     paths = {
         "accuracy_vs_cost": run.plot("accuracy_vs_cost.png"),
         "accuracy_vs_latency": run.plot("accuracy_vs_latency.png"),
@@ -119,6 +227,9 @@ def save_plots(run: RunDir, evaluation: Evaluation, experts: list[str]) -> dict[
         plot_per_expert(
             per_expert_report(truth, predicted, experts), f"Per expert: {name}", paths[f"per_expert_{name}"]
         )
+    if evaluation.ablation is not None and not evaluation.ablation.empty:
+        paths["ablation"] = run.plot("ablation.png")
+        plot_ablation(evaluation.ablation, paths["ablation"])
     return paths
 
 
@@ -133,8 +244,10 @@ def save_predictions(run: RunDir, evaluation: Evaluation) -> Path:
 
 
 def write_summary(run: RunDir, evaluation: Evaluation) -> dict:
-    """summary.json: the ground truth and judges (from triage), the review, baseline and candidates (accuracy
-    with 95% CI, latency, cost per 1k) and the promotion with its rule."""
+    """summary.json: the ground truth and judges (from triage), the review, baseline, candidates and cascades
+    (accuracy with 95% CI, agreement, latency, cost per 1k; hidden-truth and unseen-template keys where the
+    source knows them), the candidates without a cascade and why, the label-source ablation and the
+    promotion with its rule."""
     triage = read_result(run, TriageResult)
     summary = {
         "cycle_id": run.cycle_id,
@@ -143,7 +256,12 @@ def write_summary(run: RunDir, evaluation: Evaluation) -> dict:
         "review": run.manifest().get("review"),
         "judges": triage.judges,
         "baseline": evaluation.rows[0],
-        "candidates": evaluation.rows[1:],
+        "candidates": evaluation.rows_of("single"),
+        "cascades": evaluation.rows_of("cascade"),
+        "cascades_skipped": evaluation.cascades_skipped,
+        "ablation": None
+        if evaluation.ablation is None
+        else evaluation.ablation.reset_index().to_dict("records"),
         "promoted": evaluation.decision["promoted"],
         "promotion": {**evaluation.decision, "rule": asdict(evaluation.rule)},
     }

@@ -1,8 +1,10 @@
 """A candidate's recipe becomes the trainer's and peft's own config objects, keys passed through unmapped.
 
 As in alignment-handbook's recipes (read by trl's `TrlParser`), each key is a field of one of the classes:
-transformers' `TrainingArguments` (encoder classifiers) or trl's `SFTConfig` (causal LMs), plus peft's
-`LoraConfig` (method lora) or `PromptTuningConfig` (method prompt_tuning). The trainers build their config
+transformers' `TrainingArguments` (encoder classifiers), setfit's `TrainingArguments` (setfit) or trl's
+`SFTConfig` (causal LMs), plus peft's `LoraConfig` (method lora) or `PromptTuningConfig` (method
+prompt_tuning); the scikit-learn kinds take a few documented keys (`CandidateConfig.SKLEARN_RECIPE_KEYS`).
+The trainers build their config
 objects from three layers: the workbench's defaults, the recipe, then the keys the workbench owns
 (`output_dir`, `seed`, `data_seed`, the peft `task_type`). `HfArgumentParser.parse_dict` does the same split
 but cannot build its argparse parser for `LoraConfig`'s field types, hence the few lines here.
@@ -26,6 +28,10 @@ PEFT_CONFIGS = {"lora": LoraConfig, "prompt_tuning": PromptTuningConfig}
 def recipe_classes(candidate: CandidateConfig) -> tuple[type, ...]:
     """The config classes whose fields the candidate's recipe may set (zero- and few-shot candidates
     train nothing but are checked all the same: one may be a trained one's recipe with another method)."""
+    if candidate.kind == "setfit":
+        from setfit import TrainingArguments as SetFitArguments
+
+        return (SetFitArguments,)
     if candidate.kind not in ("encoder_classifier", "causal_lm"):
         return ()
     trainer = SFTConfig if candidate.kind == "causal_lm" else TrainingArguments
@@ -35,6 +41,9 @@ def recipe_classes(candidate: CandidateConfig) -> tuple[type, ...]:
 
 def check_recipe(candidate: CandidateConfig) -> None:
     """Fail, naming the key, on a recipe key that none of the candidate's config classes has."""
+    if candidate.kind in CandidateConfig.SKLEARN_RECIPE_KEYS:  # checked by the config's own validator
+        CandidateConfig.model_validate(candidate.model_dump())
+        return
     classes = recipe_classes(candidate)
     known = {field.name for cls in classes for field in dataclasses.fields(cls) if field.init}
     unknown = sorted(set(candidate.recipe) - known)

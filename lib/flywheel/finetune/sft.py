@@ -4,7 +4,9 @@ or prompt tuning (peft); zero-shot and few-shot candidates that need no training
 The recipe's keys are `SFTConfig` and peft fields (flywheel.finetune.recipes); `sft_recipe` lays them over
 the workbench's defaults. Hardware-aware defaults (`hardware_defaults`): on CPU fp32, activation
 checkpointing off, torch threads = cores (`cpu_threads`); on a GPU bf16 (where supported) on the process's
-own device, checkpointing only when the recipe asks. Under `accelerate launch` (several GPUs) the Trainer runs
+own device, checkpointing only when the recipe asks. Without `max_steps` in the recipe, the trainer's
+epochs (`num_train_epochs`, default 3) bound the steps and `time_budget_s` trims them
+(flywheel.finetune.budget). Under `accelerate launch` (several GPUs) the Trainer runs
 data-parallel; only the main process writes records. Checkpoints are saved every `save_steps`; a killed
 training resumes from the last complete one.
 """
@@ -31,6 +33,7 @@ from flywheel.core.embeddings import embed
 from flywheel.core.prompts import FewShotSelector, RoutingPrompt
 from flywheel.core.routers import write_candidate_card
 from flywheel.core.weights import load_causal_lm
+from flywheel.finetune.budget import TimeBudget
 from flywheel.finetune.plots import plot_loss
 from flywheel.finetune.recipes import build_recipe
 
@@ -180,13 +183,14 @@ def _train_sft(
     checkpoints = out_dir / "checkpoints"
     resume = last_checkpoint(checkpoints)
     args, config = sft_recipe(candidate, hw, checkpoints, seed, prompt, tokenizer)
+    budget = TimeBudget(candidate.time_budget_s, eval_share=0.0)  # a no-op without a budget
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=sft_dataset(train, prompt, tokenizer),
         processing_class=tokenizer,
         peft_config=config,
-        callbacks=callbacks,
+        callbacks=[*callbacks, budget],
     )
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
@@ -233,6 +237,7 @@ def _train_sft(
         "threads": hw.get("threads"),
         "dtype": str(hw["dtype"]).replace("torch.", ""),
         "gradient_checkpointing": args.activation_checkpointing,
+        **budget.record(),
         "loss_curve": losses,
     }
     if hw["device"].startswith("cuda"):

@@ -8,9 +8,11 @@ from pathlib import Path
 from flywheel.core.config import Config
 from flywheel.core.results import FinetuneResult, TriageResult, read_result
 from flywheel.core.runs import RunDir
-from flywheel.finetune.train import finetune_run, select_candidates
+from flywheel.finetune.ablation import ablation_candidate, train_ablation
+from flywheel.finetune.train import finetune_run, load_splits, select_candidates
 
 CURVE_FILE = "training_curve.png"
+CURVES = ("loss_curve",)  # long lists kept in each candidate's training.json only
 
 
 def training_plan(run: RunDir, config: Config, only_candidates: list[str], candidate_overrides: dict) -> str:
@@ -27,14 +29,30 @@ def run_finetune(
     run: RunDir, config: Config, only_candidates: list[str], candidate_overrides: dict
 ) -> FinetuneResult:
     """Train the chosen candidates on the ground-truth train split (one trained earlier in this run is
-    kept); their records without the loss curves, which are PNGs beside each candidate."""
+    kept), then the label-source ablation (config `ablation`); their records without the loss curves,
+    which are PNGs beside each candidate."""
+    ablated = ablation_candidate(config)  # a wrong name fails before anything trains
     records = finetune_run(run, config, only_candidates, candidate_overrides)
+    candidate_dirs = {name: run.artifact("candidates", name) for name in records}
+    ablation_dirs = {}
+    if ablated is not None:
+        train, validation = load_splits(run)
+        ablation_dirs = train_ablation(
+            ablated,
+            train,
+            validation,
+            dict(config.experts),
+            run.artifact("ablation"),
+            config.seed,
+            full_folder=candidate_dirs.get(ablated.name),
+        )
     return FinetuneResult(
         candidates={
-            name: {key: value for key, value in record.items() if key != "loss_curve"}
+            name: {key: value for key, value in record.items() if key not in CURVES}
             for name, record in records.items()
         },
-        candidate_dirs={name: run.artifact("candidates", name) for name in records},
+        candidate_dirs=candidate_dirs,
+        ablation_dirs=ablation_dirs,
     )
 
 

@@ -3,7 +3,8 @@
     GET  /v1/models              the router in force (an empty list when there is none)
     POST /v1/chat/completions    route the last user message; the assistant message is the expert's name
     POST /v1/feedback            {interaction_id, thumbs | rating, comment} for an earlier answer
-    GET  /health                 liveness, the router in force and the log writer's counts (no key needed)
+    GET  /health                 liveness, the router in force (a cascade: its threshold and deferrals) and
+                                 the log writer's counts (no key needed)
 
 Every answered question is logged to the store exactly once, as an interaction in the documented log schema
 with the measured routing latency, PII-masked with the config's `collect.pii` masker; the interaction id is
@@ -21,8 +22,11 @@ internals (SQL, tracebacks, paths; a 500 gives a reference to the service log): 
 valid JSON or holds text no store can keep as sent (a lone surrogate or NUL anywhere, including the
 feedback comment), nested too deep, duplicate keys, NaN/Infinity; 401 a missing or wrong key; 404 unknown
 interaction or path; 413 body over the limit; 415 a body declared as something other than JSON; 422 a
-request that does not fit the schema; 503 no router, or the log cannot take the request. The request's
-`model` is recorded as sent; any value is accepted and the response names the model that actually routed.
+request that does not fit the schema; 502 the router's endpoint failed (the production model, or the
+production model a cascade deferred the question to: never the student's answer below its threshold instead);
+503 no router, or the log cannot take the request. The request's `model` is recorded as sent; any value is
+accepted and the response and the log record name the model that actually routed (for a cascade, per
+question: its student's name or the production model's; /health reports the cascade and its threshold).
 """
 
 import asyncio
@@ -62,7 +66,7 @@ from flywheel.serve.records import (
     unstorable,
     usage,
 )
-from flywheel.serve.routing import ActiveRouter, NoRouterAvailable, RouterProvider
+from flywheel.serve.routing import Decision, DeferralFailed, NoRouterAvailable, RouterProvider
 
 log = logging.getLogger("flywheel.serve")
 
@@ -350,7 +354,7 @@ class _RouteBatcher:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="flywheel-route")
         self.counts = {"batches": 0, "questions": 0}
 
-    async def route(self, question: str) -> tuple[ActiveRouter, str]:
+    async def route(self, question: str) -> Decision:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.pending.append((question, future))
@@ -369,21 +373,24 @@ class _RouteBatcher:
                 self.counts["questions"] += len(batch)
                 try:
                     questions = [q for q, _ in batch]
-                    active, experts = await loop.run_in_executor(self.executor, self._predict, questions)
+                    decisions = await loop.run_in_executor(self.executor, self._decide, questions)
                 except Exception as err:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(err)
                     continue
-                for (_, future), expert in zip(batch, experts, strict=True):
-                    if not future.done():
-                        future.set_result((active, expert or UNROUTABLE))
+                for (_, future), decision in zip(batch, decisions, strict=True):
+                    if future.done():
+                        continue
+                    if decision.error is not None:  # a cascade's deferral failed: this question only
+                        future.set_exception(decision.error)
+                    else:
+                        future.set_result(decision)
         finally:
             self.draining = False
 
-    def _predict(self, questions: list[str]) -> tuple[ActiveRouter, list[str | None]]:
-        active = self.provider.get()
-        return active, list(active.router.predict(questions))
+    def _decide(self, questions: list[str]) -> list[Decision]:
+        return self.provider.get().decide(questions)
 
 
 def create_app(
@@ -435,7 +442,10 @@ def create_app(
         except NoRouterAvailable as err:
             detail = _no_router(err).message
             return {"status": "no_router", "detail": detail, **counts}
-        return {"status": "ok", "model": active.name, "origin": active.origin, **counts}
+        health = {"status": "ok", "model": active.name, "origin": active.origin, **counts}
+        if active.cascade is not None:
+            health["cascade"] = active.cascade.describe()
+        return health
 
     @app.get("/v1/models")
     def list_models() -> dict[str, Any]:
@@ -455,9 +465,18 @@ def create_app(
         if interaction_log.full():
             raise ApiError(503, "the service is overloaded; retry later", "overloaded")
         try:
-            active, expert = await batcher.route(chat.question)
+            decision = await batcher.route(chat.question)
         except NoRouterAvailable as err:
             raise _no_router(err) from None
+        except DeferralFailed as err:
+            reference = uuid.uuid4().hex[:12]
+            log.error("%s (reference %s)", err, reference, exc_info=err.__cause__)
+            message = (
+                f"the cascade {err.cascade} deferred this question to the production model {err.production} "
+                f"(below its confidence threshold) and the production endpoint failed; retry later "
+                f"(reference {reference})"
+            )
+            raise ApiError(502, message, "upstream_error") from None
         except openai.APIError:  # a router behind an endpoint (the production model) failed after its retries
             reference = uuid.uuid4().hex[:12]
             log.exception("the router's endpoint failed (reference %s)", reference)
@@ -465,7 +484,8 @@ def create_app(
             raise ApiError(502, message, "upstream_error") from None
         completion_id = new_completion_id()
         prompt_tokens = sum(count_tokens(message_text(m.content)) for m in chat.messages)
-        answer = chat_completion(completion_id, active.name, expert, prompt_tokens)
+        expert = decision.expert or UNROUTABLE
+        answer = chat_completion(completion_id, decision.model, expert, prompt_tokens)
         latency_ms = 1000 * (time.perf_counter() - started)
         request_logged = dict(data)  # as sent
         session_header = request.headers.get(SESSION_HEADER)
@@ -477,7 +497,7 @@ def create_app(
             request=request_logged,
             response=answer,
             routed_expert=expert,
-            model=active.name,
+            model=decision.model,  # who decided: for a cascade, its student or the production model
             latency_ms=latency_ms,
             ttft_ms=latency_ms if chat.stream else None,
             user_id=user_id,

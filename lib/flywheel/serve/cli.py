@@ -65,9 +65,16 @@ def serve(
     )
     typer.echo("loading the router and the PII masker ...", err=True)
     try:
-        provider.get()
+        cascade = provider.get().cascade
     except NoRouterAvailable as err:  # the service still starts; requests get 503 until one is promoted
         typer.echo(f"warning: {err}", err=True)
+    else:
+        if cascade is not None:
+            typer.echo(
+                f"cascade: {cascade.student.name} answers at probability >= {cascade.threshold:g}, else "
+                f"{cascade.production.name} (serve.production_endpoint) decides",
+                err=True,
+            )
     warm_up(cfg.collect.pii)
     key_note = f"API key from {cfg.serve.api_key_env}" if api_key else "no API key (loopback only)"
     typer.echo(f"flywheel router on http://{host}:{port}/v1 · {key_note} · store {handle}", err=True)

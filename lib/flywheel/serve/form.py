@@ -29,7 +29,7 @@ from flywheel.serve.records import (
     pseudonym,
     store_interaction,
 )
-from flywheel.serve.routing import NoRouterAvailable, RouterProvider, provider_for
+from flywheel.serve.routing import DeferralFailed, NoRouterAvailable, RouterProvider, provider_for
 
 SOURCE = "feedback-form"
 
@@ -107,13 +107,18 @@ class FeedbackForm:
             self._say(str(err), error=True)
             return None
         started = time.perf_counter()
-        expert = active.route(question) or UNROUTABLE
+        try:
+            decision = active.route(question)
+        except DeferralFailed as err:  # no answer rather than the student's below its threshold
+            self._say(f"{err}; try again later.", error=True)
+            return None
+        expert = decision.expert or UNROUTABLE
         latency_ms = 1000 * (time.perf_counter() - started)
-        self.routed = Routed(question, expert, active.name, latency_ms)
+        self.routed = Routed(question, expert, decision.model, latency_ms)
         about = self.experts.get(expert, "")
         self.routing.value = (
             f"<b>Routed to:</b> <code>{html.escape(expert)}</code> {html.escape(about)} "
-            f"<small>({html.escape(active.name)}, {latency_ms:.1f} ms)</small>"
+            f"<small>({html.escape(decision.model)}, {latency_ms:.1f} ms)</small>"
         )
         self.reply.value = (
             f"<i>[The {html.escape(expert)} expert agent's answer would appear here.]</i> "

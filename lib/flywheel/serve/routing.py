@@ -1,6 +1,10 @@
 """Which router answers: the registry's current promotion; while the production model serves, the
 configured default model (until a first promotion) or the production endpoint (`serve.production_endpoint`),
-else none: the service answers 503 and the feedback form says why."""
+else none: the service answers 503 and the feedback form says why.
+
+A promoted (or default) cascade defers its least confident queries to the production endpoint: it needs
+`serve.production_endpoint`, and each decision names the model that made it (the student's or the production
+model's)."""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from flywheel.core.cascade import CASCADE, CascadeRouter, NoProductionRouter
 from flywheel.core.config import REPO_ROOT, Config, EndpointConfig
 from flywheel.core.registry import PRODUCTION, Registry
-from flywheel.core.routers import EndpointRouter, Router, load_router
+from flywheel.core.routers import EndpointRouter, Router, load_router, read_candidate_card
 
 
 class NoRouterAvailable(RuntimeError):
@@ -21,6 +26,28 @@ class ProductionServing(NoRouterAvailable):
     """A rollback put the production model back in service and no production endpoint is configured."""
 
 
+class DeferralFailed(RuntimeError):
+    """A cascade deferred a question to the production model and its endpoint failed: no answer (never the
+    student's below the threshold). The endpoint's error is the cause."""
+
+    def __init__(self, cascade: str, production: str):
+        self.cascade, self.production = cascade, production
+        super().__init__(
+            f"the cascade {cascade} deferred this question to the production model {production} (below its "
+            "confidence threshold) and the production endpoint failed"
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One routed question: the expert (None: no single expert) and the model that decided it. With `error`
+    the model that had to decide failed (a cascade's production endpoint): there is no answer."""
+
+    expert: str | None
+    model: str
+    error: Exception | None = None
+
+
 @dataclass(frozen=True)
 class ActiveRouter:
     name: str
@@ -28,8 +55,38 @@ class ActiveRouter:
     origin: str  # "promoted", "default" or "production"
     router: Router
 
-    def route(self, text: str) -> str | None:
-        return self.router.predict([text])[0]
+    @property
+    def cascade(self) -> CascadeRouter | None:
+        return self.router if isinstance(self.router, CascadeRouter) else None
+
+    def decide(self, texts: list[str]) -> list[Decision]:
+        """Route a batch. A cascade's queries are decided by its student or the production model (named per
+        query); when the production model fails, its queries carry the error and the others are answered."""
+        cascade = self.cascade
+        if cascade is None:
+            return [Decision(expert, self.name) for expert in self.router.predict(texts)]
+        outcome = cascade.decide(texts)
+
+        def failed(deferred: bool) -> DeferralFailed | None:  # one per question: each request raises its own
+            if not deferred or outcome.error is None:
+                return None
+            error = DeferralFailed(self.name, cascade.production.name)
+            error.__cause__ = outcome.error
+            return error
+
+        return [
+            Decision(expert, model, failed(deferred))
+            for expert, model, deferred in zip(
+                outcome.decisions, outcome.models, outcome.deferred, strict=True
+            )
+        ]
+
+    def route(self, text: str) -> Decision:
+        """One question's decision; raises the error of a model that failed to decide."""
+        decision = self.decide([text])[0]
+        if decision.error is not None:
+            raise decision.error
+        return decision
 
 
 def configured_default_model(config: Config) -> Path | None:
@@ -118,8 +175,17 @@ class RouterProvider:
         return loaded
 
     def _load(self, origin: str, where: str) -> Router:
-        if origin != PRODUCTION:
+        if origin == PRODUCTION:
+            return self._production_router()
+        if read_candidate_card(Path(where))["kind"] != CASCADE:
             return load_router(where)
+        production = self._production_router() if self.production_endpoint is not None else None
+        try:
+            return load_router(where, production=production)
+        except NoProductionRouter as err:  # a configuration problem: say it (503), not "cannot be loaded"
+            raise NoRouterAvailable(f"the {origin} router cannot serve: {err}") from None
+
+    def _production_router(self) -> EndpointRouter:
         endpoint = self.production_endpoint
         try:
             return EndpointRouter(endpoint.model, endpoint.model_dump(), self.experts)

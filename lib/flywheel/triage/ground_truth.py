@@ -1,8 +1,19 @@
 """The versioned ground-truth dataset that fine-tuning and evaluation use.
 
-Labels: a satisfactory interaction keeps its routed expert; a reviewed one takes the experts' majority
-answer (ties, "ambiguous" and out-of-scope are excluded). Text is PII-masked. Exact duplicates (after
-normalising case, spaces and punctuation) are collapsed before the split, so no pair straddles it.
+Three splits, and where each label comes from:
+
+- **test** and **validation**: audit items only (`audit_items` in the store: a random sample of each
+  cycle's interactions, blind to the feedback and to the production router's decision), labelled by the
+  majority of the audit's experts. Never a label derived from the production router, so the production
+  router and the candidates are scored on equal terms. An item keeps its audit split forever: once in test,
+  it never enters training. Audit items whose majority is a tie, "ambiguous" or out of scope are left out.
+- **train**: every other logged interaction. The triage experts' majority label where there is one (`expert`),
+  else the production router's decision as a teacher label (`teacher_satisfied`: the user was satisfied;
+  `teacher_no_feedback`: the user said nothing), weighted by `teacher_weight`. Unsatisfied interactions no
+  expert answered are left out, as are training texts that duplicate, exactly or nearly, a test or
+  validation text (the leakage check), and exact duplicates within training (the expert-labelled copy stays).
+
+Text is PII-masked.
 """
 
 from __future__ import annotations
@@ -14,23 +25,29 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from flywheel.core.embeddings import embed as embed_texts
 from flywheel.core.files import atomic_path, atomic_write_json
 from flywheel.core.labels import AMBIGUOUS
 from flywheel.core.results import GroundTruthRef
 
+SPLITS = ("train", "validation", "test")
 SPLIT_COLUMNS = [
     "id",
     "text",
     "label",
     "label_source",
+    "weight",
     "routed_expert",
     "timestamp",
     "tokens_in",
     "tokens_out",
 ]
+AUDIT = "audit"
+EXPERT = "expert"
+TEACHER_SATISFIED = "teacher_satisfied"
+TEACHER_NO_FEEDBACK = "teacher_no_feedback"
+SOURCE_PRIORITY = {AUDIT: 0, EXPERT: 1, TEACHER_SATISFIED: 2, TEACHER_NO_FEEDBACK: 3}  # kept on a duplicate
 
 
 @dataclass
@@ -38,6 +55,7 @@ class GroundTruth:
     version: str
     folder: Path
     train: pd.DataFrame
+    validation: pd.DataFrame
     test: pd.DataFrame
     card: dict
 
@@ -53,9 +71,10 @@ def words_only(text: str) -> str:
 
 
 def majority_labels(reviews: pd.DataFrame) -> pd.DataFrame:
-    """One label per reviewed interaction: the experts' majority; a tie becomes ambiguous."""
+    """One label per reviewed interaction: the experts' majority; a tie becomes ambiguous. `agreement` is the
+    majority's share of the answers."""
     if reviews.empty:
-        return pd.DataFrame(columns=["interaction_id", "label", "reviewers"])
+        return pd.DataFrame(columns=["interaction_id", "label", "reviewers", "agreement"])
     rows = []
     for interaction_id, group in reviews.groupby("interaction_id"):
         counts = group["correct_expert"].value_counts()
@@ -65,34 +84,56 @@ def majority_labels(reviews: pd.DataFrame) -> pd.DataFrame:
                 "interaction_id": interaction_id,
                 "label": AMBIGUOUS if tie else counts.index[0],
                 "reviewers": len(group),
+                "agreement": float(counts.iloc[0] / len(group)),
             }
         )
     return pd.DataFrame(rows)
 
 
-def label_interactions(interactions: pd.DataFrame, reviews: pd.DataFrame, experts: list[str]) -> pd.DataFrame:
-    """Every interaction with a usable label, and where the label came from."""
-    voted = majority_labels(reviews).set_index("interaction_id")["label"]
-    frame = interactions.copy()
+def _task(reviews: pd.DataFrame, task: str) -> pd.DataFrame:
+    if "task" not in reviews.columns:  # a store from before the audit: every answer was a triage answer
+        return reviews if task == "triage" else reviews.iloc[0:0]
+    return reviews[reviews["task"].eq(task)]
+
+
+def label_interactions(
+    interactions: pd.DataFrame,
+    reviews: pd.DataFrame,
+    experts: list[str],
+    audit: pd.DataFrame | None = None,
+    teacher_labels: tuple[str, ...] | list[str] = ("satisfied", "no_feedback"),
+    teacher_weight: float = 1.0,
+) -> pd.DataFrame:
+    """Every interaction with a usable label: its `split` (the audit's for audit items, else train), `label`,
+    `label_source` and `weight`. Audit items take only the audit experts' majority, other items the triage
+    experts' majority, else the production router's decision where `teacher_labels` allows."""
+    audit = audit if audit is not None else pd.DataFrame(columns=["interaction_id", "split"])
+    audit_split = audit.set_index("interaction_id")["split"]
+    audit_votes = majority_labels(_task(reviews, AUDIT)).set_index("interaction_id")["label"]
+    triage_votes = majority_labels(_task(reviews, "triage")).set_index("interaction_id")["label"]
+
+    frame = interactions.rename(columns={"query_masked": "text"}).copy()
+    frame["split"] = frame["id"].map(audit_split).fillna("train")
     frame["label"] = None
     frame["label_source"] = None
-    satisfied = frame["satisfied"].eq(True) & ~frame["id"].isin(voted.index)
-    frame.loc[satisfied, "label"] = frame.loc[satisfied, "routed_expert"]
-    frame.loc[satisfied, "label_source"] = "feedback"
-    reviewed = frame["id"].isin(voted.index)
-    frame.loc[reviewed, "label"] = frame.loc[reviewed, "id"].map(voted)
-    frame.loc[reviewed, "label_source"] = "expert"
-    usable = frame["label"].isin(experts)  # drops unreviewed, ambiguous and out-of-scope
-    return frame[usable].rename(columns={"query_masked": "text"})
-
-
-def near_duplicate_groups(embeddings: np.ndarray, threshold: float) -> np.ndarray:
-    """A group id per row: rows linked by cosine similarity >= threshold (transitively) share one."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    similar = embeddings @ embeddings.T >= threshold
-    return connected_components(csr_matrix(similar), directed=False)[1]
+    frame["weight"] = 1.0
+    audited = frame["split"].ne("train")
+    frame.loc[audited, "label"] = frame.loc[audited, "id"].map(audit_votes)
+    frame.loc[audited, "label_source"] = AUDIT
+    reviewed = ~audited & frame["id"].isin(triage_votes.index)
+    frame.loc[reviewed, "label"] = frame.loc[reviewed, "id"].map(triage_votes)
+    frame.loc[reviewed, "label_source"] = EXPERT
+    rest = ~audited & ~reviewed
+    teachers = {
+        TEACHER_SATISFIED: rest & frame["satisfied"].eq(True) & ("satisfied" in teacher_labels),
+        TEACHER_NO_FEEDBACK: rest & frame["satisfied"].isna() & ("no_feedback" in teacher_labels),
+    }
+    for source, mask in teachers.items():
+        frame.loc[mask, "label"] = frame.loc[mask, "routed_expert"]
+        frame.loc[mask, "label_source"] = source
+        frame.loc[mask, "weight"] = teacher_weight
+    usable = frame["label"].isin(experts)  # drops unlabelled, ambiguous, out-of-scope and pending ones
+    return frame[usable]
 
 
 def cross_split_near_duplicates(train_emb: np.ndarray, test_emb: np.ndarray, threshold: float) -> int:
@@ -107,76 +148,126 @@ def build_ground_truth(
     reviews: pd.DataFrame,
     experts: list[str],
     out_root: Path,
-    test_size: float,
+    audit: pd.DataFrame,
     seed: int,
+    teacher_labels: tuple[str, ...] | list[str] = ("satisfied", "no_feedback"),
+    teacher_weight: float = 1.0,
     near_duplicate_threshold: float | None = None,
     embed=None,
 ) -> GroundTruth:
-    """`embed(texts) -> normalised vectors` (default: MiniLM) serves the near-duplicate threshold, if set."""
-    labelled = label_interactions(interactions, reviews, experts)
-    labelled = labelled.assign(norm=labelled["text"].map(words_only))
-    deduped = labelled.drop_duplicates("norm", keep="first")
-    exact_removed = len(labelled) - len(deduped)
-    near_removed = 0
-    if near_duplicate_threshold is not None and len(deduped):
-        vectors = np.asarray((embed or embed_texts)(deduped["text"].tolist()))
-        groups = near_duplicate_groups(vectors, near_duplicate_threshold)
-        keep = ~pd.Series(groups).duplicated().to_numpy()  # the first text of each group stays
-        near_removed = int((~keep).sum())
-        deduped, vectors = deduped[keep], vectors[keep]
-        by_id = dict(zip(deduped["id"], vectors, strict=True))
-    train, test = train_test_split(deduped, test_size=test_size, stratify=deduped["label"], random_state=seed)
-    train = train.sort_values("id")[SPLIT_COLUMNS].reset_index(drop=True)
-    test = test.sort_values("id")[SPLIT_COLUMNS].reset_index(drop=True)
-    leaks = set(train["text"].map(words_only)) & set(test["text"].map(words_only))
-    if leaks:
-        raise AssertionError(f"{len(leaks)} normalised texts are in both splits")
-    near_leaks = None
-    if near_duplicate_threshold is not None:
-        near_leaks = cross_split_near_duplicates(
-            np.array([by_id[i] for i in train["id"]]),
-            np.array([by_id[i] for i in test["id"]]),
-            near_duplicate_threshold,
+    """`audit`: the store's audit items (interaction_id, split). `embed(texts) -> normalised vectors`
+    (default: MiniLM) serves the near-duplicate threshold, if set."""
+    labelled = label_interactions(interactions, reviews, experts, audit, teacher_labels, teacher_weight)
+    if not labelled["split"].eq("test").any():
+        raise ValueError(
+            "no expert-labelled audit item in the test split: the unbiased test comes only from the audit "
+            "(set audit.size > 0 and let the experts answer the audit dataset)"
         )
-        if near_leaks:
-            raise AssertionError(f"{near_leaks} near-duplicate pairs straddle the split")
+    labelled = labelled.assign(
+        norm=labelled["text"].map(words_only),
+        priority=labelled["label_source"].map(SOURCE_PRIORITY),
+    ).sort_values(["priority", "id"])
+    held_out = labelled[labelled["split"].ne("train")]
+    train = labelled[labelled["split"].eq("train")]
+    test_norms = set(held_out.loc[held_out["split"].eq("test"), "norm"])
+    # Validation never repeats a test text: thresholds chosen on it must not have seen test.
+    validation_dupes = held_out["split"].eq("validation") & held_out["norm"].isin(test_norms)
+    held_out = held_out[~validation_dupes]
+    exact_leaks = train["norm"].isin(set(held_out["norm"]))
+    train = train[~exact_leaks]
+    within_train = train["norm"].duplicated(keep="first")  # sorted by label source: the best label stays
+    train = train[~within_train]
+
+    near_removed, near_leaks = 0, None
+    if near_duplicate_threshold is not None and len(train):
+        vectors = np.asarray((embed or embed_texts)(train["text"].tolist() + held_out["text"].tolist()))
+        train_vec, held_vec = vectors[: len(train)], vectors[len(train) :]
+        near = (train_vec @ held_vec.T >= near_duplicate_threshold).any(axis=1)
+        near_removed = int(near.sum())
+        train, train_vec = train[~near], train_vec[~near]
+        near_leaks = cross_split_near_duplicates(train_vec, held_vec, near_duplicate_threshold)
+
+    splits = {
+        "train": train,
+        "validation": held_out[held_out["split"].eq("validation")],
+        "test": held_out[held_out["split"].eq("test")],
+    }
+    splits = {name: s.sort_values("id")[SPLIT_COLUMNS].reset_index(drop=True) for name, s in splits.items()}
+    leaks = set(splits["train"]["text"].map(words_only)) & set(
+        pd.concat([splits["validation"], splits["test"]])["text"].map(words_only)
+    )
+    if leaks or near_leaks:
+        raise AssertionError(f"{len(leaks)} texts and {near_leaks} near-duplicate pairs straddle the splits")
 
     digest = hashlib.sha256()
-    for split, frame in (("train", train), ("test", test)):
-        for row in frame[["id", "text", "label"]].itertuples(index=False):
-            digest.update(f"{split}\0{row.id}\0{row.text}\0{row.label}\n".encode())
+    for name, frame in splits.items():
+        for row in frame[["id", "text", "label", "weight"]].itertuples(index=False):
+            digest.update(f"{name}\0{row.id}\0{row.text}\0{row.label}\0{row.weight}\n".encode())
     version = digest.hexdigest()[:12]
     folder = Path(out_root) / version
     folder.mkdir(parents=True, exist_ok=True)
-    _save_split(train, folder / "train.parquet")
-    _save_split(test, folder / "test.parquet")
+    for name, frame in splits.items():
+        _save_split(frame, folder / f"{name}.parquet")
 
     card = {
         "version": version,
         "counts": {
             "interactions": len(interactions),
             "labelled": len(labelled),
-            "duplicates_removed": exact_removed + near_removed,
-            "exact_duplicates_removed": exact_removed,
+            "audited": len(held_out),
+            "duplicates_removed": int(exact_leaks.sum() + within_train.sum() + validation_dupes.sum())
+            + near_removed,
+            "exact_duplicates_removed": int(exact_leaks.sum() + within_train.sum() + validation_dupes.sum()),
             "near_duplicates_removed": near_removed,
-            "train": len(train),
-            "test": len(test),
+            **{name: len(frame) for name, frame in splits.items()},
         },
-        "label_sources": labelled["label_source"].value_counts().to_dict(),
+        "label_sources": {
+            name: frame["label_source"].value_counts().to_dict() for name, frame in splits.items()
+        },
+        "weights": {"expert": 1.0, "audit": 1.0, "teacher": teacher_weight},
+        "teacher_labels": list(teacher_labels),
+        "audit": _audit_card(interactions, reviews, audit, experts),
         "per_expert": pd.crosstab(
-            pd.concat([train["label"], test["label"]]), ["train"] * len(train) + ["test"] * len(test)
+            pd.concat([f["label"] for f in splits.values()]),
+            [name for name, f in splits.items() for _ in range(len(f))],
         ).to_dict(orient="index"),
         "leakage_check": {
-            "normalised_texts_in_both_splits": len(leaks),
+            "train_texts_duplicating_test_or_validation_removed": int(exact_leaks.sum()),
+            "train_texts_near_test_or_validation_removed": near_removed,
+            "validation_texts_duplicating_test_removed": int(validation_dupes.sum()),
+            "normalised_texts_in_train_and_held_out": len(leaks),
             "near_duplicate_pairs_across_splits": near_leaks,
             "near_duplicate_threshold": near_duplicate_threshold,
             "passed": not leaks and not near_leaks,
         },
-        "split": {"test_size": test_size, "seed": seed, "stratified_by": "label"},
+        "split": {
+            "test_and_validation": "audit items labelled by the majority of the audit's experts",
+            "train": "other interactions: triage experts' label, else the production router's decision "
+            f"({', '.join(teacher_labels) or 'no teacher labels'})",
+            "seed": seed,
+        },
         "pii": "text is the PII-masked query",
     }
     atomic_write_json(folder / "card.json", card)
-    return GroundTruth(version, folder, train, test, card)
+    return GroundTruth(version, folder, splits["train"], splits["validation"], splits["test"], card)
+
+
+def _audit_card(
+    interactions: pd.DataFrame, reviews: pd.DataFrame, audit: pd.DataFrame, experts: list[str]
+) -> dict:
+    """What the audit gave: items per split, answered, and how the experts' majority came out."""
+    votes = majority_labels(_task(reviews, AUDIT))
+    votes = votes[votes["interaction_id"].isin(set(interactions["id"]))]
+    label = votes["label"]
+    return {
+        "items": audit["split"].value_counts().to_dict() if len(audit) else {},
+        "answered": len(votes),
+        "answers_per_item": float(votes["reviewers"].mean()) if len(votes) else None,
+        "unanimous_share": float(votes["agreement"].eq(1.0).mean()) if len(votes) else None,
+        "in_catalog": int(label.isin(experts).sum()),
+        "ambiguous_or_tied": int(label.eq(AMBIGUOUS).sum()),
+        "other_answers": int((~label.isin([*experts, AMBIGUOUS])).sum()),  # out of scope
+    }
 
 
 def _save_split(frame: pd.DataFrame, path: Path) -> None:

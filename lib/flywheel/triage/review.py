@@ -1,12 +1,18 @@
 """Expert review in Argilla (SDK v2): the review dataset, push, pull, agreement, and the pause for experts.
 
-One dataset per store (its name is derived from the config name and the store URL unless
-`review.dataset` names it), in the config's workspace. Each record is one unsatisfactory interaction
-(record id = interaction id) with the PII-masked question, the routed expert, the answer excerpt and the
-user's comment; the experts answer two questions: the correct expert (the catalog + "ambiguous" +
-"out_of_scope") and the cause. A judge's verdict, when given, becomes suggestions with scores.
-`review.experts_per_record` experts answer each record (Argilla's task distribution, min_submitted), so
-with more than one their agreement is measured (Cohen's and Fleiss' kappa).
+Two datasets per store, one per task, in the config's workspace (their names are derived from the config
+name and the store URL unless `review.dataset` names the triage one; the audit's is that name + "-audit"):
+
+- triage: each record is one unsatisfactory interaction (record id = interaction id) with the PII-masked
+  question, the routed expert, the answer excerpt and the user's comment; the experts answer two
+  questions: the correct expert (the catalog + "ambiguous" + "out_of_scope") and the cause. A judge's
+  verdict, when given, becomes suggestions with scores. `review.experts_per_record` experts answer each.
+- audit: the blind audit sample (`flywheel.core.audit`). Each record shows the PII-masked question only
+  (no routed expert, answer, comment, feedback or judge) and asks only for the correct expert;
+  `audit.experts_per_record` experts answer each. Its answers are stored with task "audit" and no cause.
+
+Argilla's task distribution (min_submitted) gives each record its number of experts, so with more than one
+their agreement is measured (Cohen's and Fleiss' kappa).
 
 Push sends only records that are not on the server yet; pull reads submitted answers into the store's
 `reviews` table. Every Argilla call (push, pull, the simulated panel, bulk import) retries with exponential
@@ -52,8 +58,10 @@ from flywheel.core.store import Store, utcnow
 
 QUESTION_EXPERT = "correct_expert"
 QUESTION_CAUSE = "cause"
+TRIAGE, AUDIT = "triage", "audit"  # the review tasks (the `task` of a stored answer)
 AWAITING_REVIEW = "awaiting_review"
 EXCERPT_CHARS = 1500
+BULK_RESPONSES = 100  # the most answers Argilla 2.8 takes in one bulk request
 
 
 @dataclass
@@ -124,10 +132,17 @@ def retrying(max_seconds: float = 120.0, log: Callable[[str], None] | None = Non
 
 
 # --- dataset definition ---------------------------------------------------------------------------
-def review_queue(interactions: pd.DataFrame, reviews: pd.DataFrame) -> pd.DataFrame:
-    """Unsatisfactory interactions that no expert has answered yet."""
+def review_queue(
+    interactions: pd.DataFrame, reviews: pd.DataFrame, exclude_ids: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Unsatisfactory interactions that no expert has answered in triage yet, less `exclude_ids`."""
+    if "task" in reviews:
+        reviews = reviews[reviews["task"].eq(TRIAGE)]
     unsatisfied = interactions[interactions["satisfied"].eq(False)]
-    return unsatisfied[~unsatisfied["id"].isin(reviews["interaction_id"])]
+    queue = unsatisfied[~unsatisfied["id"].isin(reviews["interaction_id"])]
+    if exclude_ids is not None:
+        queue = queue[~queue["id"].astype(str).isin({str(i) for i in exclude_ids})]
+    return queue
 
 
 def expert_labels(experts: Iterable[str]) -> list[str]:
@@ -169,9 +184,58 @@ def review_settings(experts: Iterable[str], experts_per_record: int = 1) -> Any:
     )
 
 
-def default_dataset_name(config_name: str, store_url: str) -> str:
-    """One review dataset per store: the same interaction ids in two stores never mix."""
-    return f"{config_name}-review-{hashlib.sha256(store_url.encode()).hexdigest()[:8]}"
+def audit_settings(experts: Iterable[str], experts_per_record: int = 3) -> Any:
+    """The blind audit: the masked question, one question (the expert), nothing that hints at the answer."""
+    import argilla as rg
+
+    return rg.Settings(
+        guidelines=(
+            "A blind audit: each record is an employee question drawn at random from the logs, whatever the "
+            "user thought of the answer. Say which expert agent should answer it (or 'ambiguous' / "
+            "'out_of_scope'). You are not shown where it was routed, the answer or any feedback, on purpose: "
+            "answer from the question alone, without asking the other experts. Your answers make the test "
+            "set that decides whether a smaller router may replace the production one."
+        ),
+        fields=[rg.TextField(name="question", title="Question (PII-masked)", use_markdown=False)],
+        questions=[
+            rg.LabelQuestion(
+                name=QUESTION_EXPERT,
+                title="Which expert should answer this question?",
+                labels=expert_labels(experts),
+            )
+        ],
+        metadata=[
+            rg.IntegerMetadataProperty(name="logged_at", title="Logged at (unix seconds)"),
+            rg.TermsMetadataProperty(name="logged_day", title="Day"),
+        ],
+        distribution=rg.TaskDistribution(min_submitted=experts_per_record),
+    )
+
+
+def task_settings(task: str, experts: Iterable[str], experts_per_record: int) -> Any:
+    if task == TRIAGE:
+        return review_settings(experts, experts_per_record)
+    if task == AUDIT:
+        return audit_settings(experts, experts_per_record)
+    raise ValueError(f"unknown review task {task!r} (one of: {TRIAGE}, {AUDIT})")
+
+
+def task_questions(task: str) -> list[str]:
+    return [QUESTION_EXPERT, QUESTION_CAUSE] if task == TRIAGE else [QUESTION_EXPERT]
+
+
+def default_dataset_name(config_name: str, store_url: str, task: str = TRIAGE) -> str:
+    """One review dataset per store and task: the same interaction ids in two stores never mix."""
+    kind = "review" if task == TRIAGE else task
+    return f"{config_name}-{kind}-{hashlib.sha256(store_url.encode()).hexdigest()[:8]}"
+
+
+def dataset_name(config: Any, store_url: str, task: str = TRIAGE) -> str:
+    """The task's dataset: `review.dataset` (+ "-audit" for the audit) or the store's default."""
+    named = config.review.dataset
+    if named:
+        return named if task == TRIAGE else f"{named}-{task}"
+    return default_dataset_name(config.name, store_url, task)
 
 
 def normalise_verdicts(verdicts: Any) -> dict[str, dict[str, Any]]:
@@ -199,6 +263,23 @@ def _clean(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return value
+
+
+def audit_records(queue: pd.DataFrame) -> list[Any]:
+    """Blind audit records: the masked question and when it was logged, nothing else."""
+    import argilla as rg
+
+    records = []
+    for row in queue.itertuples(index=False):
+        stamp = pd.Timestamp(row.timestamp)
+        records.append(
+            rg.Record(
+                id=str(row.id),
+                fields={"question": row.query_masked},
+                metadata={"logged_at": int(stamp.timestamp()), "logged_day": stamp.strftime("%Y-%m-%d")},
+            )
+        )
+    return records
 
 
 def to_records(queue: pd.DataFrame, experts: Iterable[str], verdicts: Any = None) -> list[Any]:
@@ -249,7 +330,8 @@ def to_records(queue: pd.DataFrame, experts: Iterable[str], verdicts: Any = None
 
 # --- the session: one dataset on one server -----------------------------------------------------------------
 class ReviewSession:
-    """The review dataset on an Argilla server, as its owner (or a team member with rights to it)."""
+    """One task's review dataset (triage or audit) on an Argilla server, as its owner (or a team member
+    with rights to it)."""
 
     def __init__(
         self,
@@ -258,8 +340,12 @@ class ReviewSession:
         experts_per_record: int = 1,
         retry_seconds: float = 120.0,
         log: Callable[[str], None] = print,
+        task: str = TRIAGE,
     ):
+        if task not in (TRIAGE, AUDIT):
+            raise ValueError(f"unknown review task {task!r} (one of: {TRIAGE}, {AUDIT})")
         self.target = target
+        self.task = task
         self.experts = list(experts)
         self.experts_per_record = experts_per_record
         self.retry_seconds = retry_seconds
@@ -268,7 +354,7 @@ class ReviewSession:
         self.dataset = self._retry(self._open_dataset)
 
     def __repr__(self) -> str:
-        return f"ReviewSession({self.target.url}, dataset={self.target.dataset!r})"
+        return f"ReviewSession({self.target.url}, dataset={self.target.dataset!r}, task={self.task!r})"
 
     def _retry(self, fn: Callable[..., Any], *args: Any) -> Any:
         return retrying(self.retry_seconds, self.log)(fn, *args)
@@ -293,9 +379,15 @@ class ReviewSession:
             dataset = rg.Dataset(
                 name=self.target.dataset,
                 workspace=workspace,
-                settings=review_settings(self.experts, self.experts_per_record),
+                settings=task_settings(self.task, self.experts, self.experts_per_record),
                 client=self.client,
             ).create()
+        questions = [q.name for q in dataset.settings.questions]
+        if questions != task_questions(self.task):
+            raise ValueError(
+                f"dataset {self.target.dataset!r} asks {questions}, not the {self.task} questions "
+                f"{task_questions(self.task)}; set review.dataset to a new name"
+            )
         labels = dataset.settings.questions[QUESTION_EXPERT].labels
         if list(labels) != expert_labels(self.experts):
             raise ValueError(
@@ -314,11 +406,14 @@ class ReviewSession:
         return self._retry(read)
 
     def push(self, queue: pd.DataFrame, verdicts: Any = None, batch_size: int = 100) -> PushReport:
-        """Send the interactions in `queue` that are not on the server yet, in batches; resumable."""
+        """Send the interactions in `queue` (store columns) that are not on the server yet, in batches;
+        resumable. The audit is blind: it takes no verdicts."""
+        if self.task == AUDIT and verdicts is not None:
+            raise ValueError("the audit is blind: push its queue without the judges' verdicts")
         started = time.perf_counter()
         already = self.pushed_ids()
         todo = queue[~queue["id"].astype(str).isin(already)]
-        records = to_records(todo, self.experts, verdicts)
+        records = audit_records(todo) if self.task == AUDIT else to_records(todo, self.experts, verdicts)
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
             # An upsert by external id: a batch that reached the server before an outage is not doubled.
@@ -373,12 +468,22 @@ class ReviewSession:
         that finds its first attempt arrived (409) is done."""
         self._retry(_submit, client, record_server_id, user_id, answer)
 
+    def submit_many_as(self, client: Any, answers: list[tuple[Any, dict[str, str]]]) -> int:
+        """Submitted answers to many records, as the user whose client this is, through Argilla's bulk
+        upsert (`POST /api/v1/me/responses/bulk`, up to 100 a request: one request instead of one per
+        record). An upsert, so a retried batch changes nothing; a record the server refuses is an error."""
+        for start in range(0, len(answers), BULK_RESPONSES):
+            batch = answers[start : start + BULK_RESPONSES]
+            self._retry(_submit_bulk, client, batch)
+        return len(answers)
+
     # --- pull -----------------------------------------------------------------------------------------
     def usernames(self) -> dict[str, str]:
         return self._retry(lambda: {str(u.id): u.username for u in self.client.users})
 
     def answers(self, simulated_reviewers: Iterable[str] = ()) -> tuple[pd.DataFrame, int]:
-        """Submitted answers, one row per (interaction, reviewer); and how many records were read."""
+        """Submitted answers, one row per (interaction, reviewer), with this session's task (an audit
+        answer has no cause); and how many records were read."""
 
         def read() -> tuple[list[dict], int]:
             names = self.usernames()
@@ -400,24 +505,27 @@ class ReviewSession:
                             "interaction_id": str(record.id),
                             "reviewer": reviewer,
                             "correct_expert": values[QUESTION_EXPERT],
-                            "cause": values.get(QUESTION_CAUSE) or "other",
+                            "cause": (values.get(QUESTION_CAUSE) or "other") if self.task == TRIAGE else None,
                             "origin": "simulated" if reviewer in simulated else "argilla",
                             "reviewed_at": utcnow(),
+                            "task": self.task,
                         }
                     )
             return rows, n_records
 
         rows, n_records = self._retry(read)
-        columns = ["interaction_id", "reviewer", "correct_expert", "cause", "origin", "reviewed_at"]
+        columns = ["interaction_id", "reviewer", "correct_expert", "cause", "origin", "reviewed_at", "task"]
         return pd.DataFrame(rows, columns=columns), n_records
 
     def pull(self, store: Store, simulated_reviewers: Iterable[str] = ()) -> PullReport:
-        """Submitted answers into the store's `reviews` table (new ones only); safe to repeat."""
+        """Submitted answers into the store's `reviews` table under this session's task (new ones only);
+        safe to repeat."""
         started = time.perf_counter()
         frame, n_records = self.answers(simulated_reviewers)
         known = set(store.hashes_for_ids(frame["interaction_id"])) if len(frame) else set()
         frame = frame[frame["interaction_id"].isin(known)]  # records of another store are not ours
-        added = store.add_reviews(frame.to_dict("records"))
+        rows = [{**row, "cause": _clean(row["cause"])} for row in frame.to_dict("records")]
+        added = store.add_reviews(rows, task=self.task)
         return PullReport(
             records=n_records,
             answers=len(frame),
@@ -440,6 +548,30 @@ def _client_as(owner: Any, url: str, api_key: str) -> Any:
     return client
 
 
+def _submit_bulk(client: Any, batch: list[tuple[Any, dict[str, str]]]) -> None:
+    from argilla._exceptions._api import api_error_handler
+
+    items = [
+        {
+            "record_id": str(record_server_id),
+            "status": "submitted",
+            "values": {question: {"value": value} for question, value in answer.items()},
+        }
+        for record_server_id, answer in batch
+    ]
+
+    @api_error_handler  # HTTP errors as the SDK's ArgillaAPIError, which `retrying` understands
+    def post() -> Any:
+        response = client.api.http_client.post("/api/v1/me/responses/bulk", json={"items": items})
+        response.raise_for_status()
+        return response
+
+    response = post()
+    refused = [item["error"]["detail"] for item in response.json()["items"] if item.get("error")]
+    if refused:
+        raise ValueError(f"Argilla refused {len(refused)} of {len(items)} answers, e.g. {refused[0]}")
+
+
 def _submit(client: Any, record_server_id: Any, user_id: Any, answer: dict[str, str]) -> None:
     from argilla._exceptions import ConflictError
     from argilla._models import UserResponseModel
@@ -451,11 +583,13 @@ def _submit(client: Any, record_server_id: Any, user_id: Any, answer: dict[str, 
         client.api.records.create_record_response(record_server_id, model)
 
 
-def open_review(config: Any, store: Store, log: Callable[[str], None] = print) -> ReviewSession:
-    """The review session for a cycle: a team's Argilla when its URL and key are in the environment,
-    otherwise the embedded server (started here if it is not running)."""
+def open_review(
+    config: Any, store: Store, log: Callable[[str], None] = print, task: str = TRIAGE
+) -> ReviewSession:
+    """The review session of one task (triage or audit) for a cycle: a team's Argilla when its URL and key
+    are in the environment, otherwise the embedded server (started here if it is not running)."""
     review = config.review
-    dataset = review.dataset or default_dataset_name(config.name, store.url)
+    dataset = dataset_name(config, store.url, task)
     url = os.environ.get(review.argilla_url_env)
     if url:
         api_key = os.environ.get(review.argilla_api_key_env)
@@ -474,7 +608,8 @@ def open_review(config: Any, store: Store, log: Callable[[str], None] = print) -
             embedded=True,
             credentials=str(info.credentials_path),
         )
-    return ReviewSession(target, list(config.experts), review.experts_per_record, log=log)
+    per_record = config.audit.experts_per_record if task == AUDIT else review.experts_per_record
+    return ReviewSession(target, list(config.experts), per_record, log=log, task=task)
 
 
 # --- agreement and the pause ----------------------------------------------------------------------
@@ -485,9 +620,13 @@ def _finite(value: float) -> float | None:
 def agreement(reviews: pd.DataFrame, column: str = QUESTION_EXPERT) -> dict[str, Any]:
     """Inter-expert agreement on items answered by two or more experts: observed agreement, Fleiss' kappa
     (statsmodels; over the items with the most common number of raters) and Cohen's kappa per pair of
-    experts on the items they share (scikit-learn)."""
+    experts on the items they share (scikit-learn). One task's answers at a time (`reviews_frame(task=)`):
+    a reviewer who answered an item in both tasks would otherwise count once."""
     from sklearn.metrics import cohen_kappa_score
     from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+    if "task" in reviews and reviews["task"].nunique() > 1:
+        raise ValueError(f"agreement needs one task's answers, got {sorted(reviews['task'].unique())}")
 
     result: dict[str, Any] = {"items_with_overlap": 0, "observed_agreement": None, "fleiss_kappa": None}
     result["cohen_kappa"] = {}
@@ -691,6 +830,8 @@ def import_labels(
     written with its reason to `rejects_path` (default: FILE.rejects.jsonl beside the file). Idempotent:
     an answer already there is counted as `already`; one that differs from the reviewer's earlier answer
     in Argilla is rejected, never overwritten."""
+    if session.task != TRIAGE:
+        raise ValueError(f"label import fills the triage dataset, not the {session.task} one")
     path = Path(path)
     rows, unreadable = read_label_rows(path)
     ids = {i for row in rows if (i := _text(row, ID_COLUMNS))}

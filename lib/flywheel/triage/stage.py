@@ -1,15 +1,21 @@
 """The triage stage in readable steps, as notebook 02 runs them:
 
     triage = Triage(open_stage(run_dir, config_path))
+    triage.sample_audit()   # a random, blind sample of new interactions for the audit (the unbiased test)
     triage.judge()          # the judges' verdicts become suggestions for the experts
-    triage.push()           # unanswered unsatisfactory interactions to Argilla
-    triage.answer_simulated()  # review.mode simulate: the log source's simulated panel answers
+    triage.push()           # unanswered unsatisfactory interactions and the audit sample to Argilla
+    triage.answer_simulated()  # review.mode simulate: the log source's simulated panels answer
     triage.pull()           # the experts' answers into the store; pauses the stage in `wait` mode
     triage.plot_causes(); triage.score_judges(); triage.build_ground_truth()
     triage.record()         # results/02_triage.json (TriageResult)
 
-While the review is awaited (`review.mode: wait` with answers pending), the steps after `pull` do nothing
-and return None, and the result records only the review's progress; the cycle runner stops after the stage.
+Two Argilla datasets: triage (unsatisfactory interactions, with the judge's suggestion: why did it go wrong?)
+and the audit (a sample blind to the feedback and to the router's decision: which expert should answer?).
+Audit items are not triaged: they are labelled by the audit's experts and held out from training forever.
+
+While the review is awaited (`review.mode: wait` with answers pending in either dataset), the steps after
+`pull` do nothing and return None, and the result records only the review's progress; the cycle runner
+stops after the stage.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Callable
 import pandas as pd
 from matplotlib.figure import Figure
 
+from flywheel.core.audit import sample_audit
 from flywheel.core.context import StageContext
 from flywheel.core.files import atomic_write_json
 from flywheel.core.log_sources import SimulatedPanel, log_source
@@ -46,8 +53,15 @@ class Triage:
         self.log = log
         self.source = log_source(self.config.source.kind)
         self.interactions = self.store.interactions_frame()
-        self.reviews = self.store.reviews_frame()
-        self.queue = review_queue(self.interactions, self.reviews)
+        self.answers = self.store.reviews_frame()  # both tasks
+        self.audit = self.store.audit_frame()
+        audited = set(self.audit["interaction_id"])
+        self.queue = review_queue(self.interactions, self.answers, exclude_ids=audited)
+        self.sampled: list[dict] = []
+        self.audit_session: ReviewSession | None = None
+        self.audit_pushed: PushReport | None = None
+        self.audit_panel: SimulatedPanel | None = None
+        self.audit_progress: dict[str, int] = {}
         self.judged: JudgeRun | None = None
         self.verdicts: pd.DataFrame | None = None  # one suggestion per interaction for the review dataset
         self.session: ReviewSession | None = None
@@ -64,6 +78,45 @@ class Triage:
     def simulated(self) -> bool:
         return self.config.review.mode == "simulate"
 
+    @property
+    def reviews(self) -> pd.DataFrame:
+        """The triage experts' answers (the audit's are in `answers` too)."""
+        if "task" not in self.answers.columns:
+            return self.answers
+        return self.answers[self.answers["task"].eq("triage")]
+
+    def sample_audit(self) -> pd.DataFrame:
+        """`audit.size` interactions not audited before, stratified by week and blind to the feedback and to
+        the router's decision, each assigned to test or validation for good; counts per week and split."""
+        audit = self.config.audit
+        if self.audit["cycle_id"].eq(self.run.cycle_id).any():  # a resumed stage: sampled already
+            self.sampled = self.audit[self.audit["cycle_id"].eq(self.run.cycle_id)].to_dict("records")
+            return self._sample_table()
+        self.sampled = sample_audit(
+            self.interactions,
+            set(self.audit["interaction_id"]),
+            size=audit.size,
+            validation_share=audit.validation_share,
+            seed=self.config.seed,
+            cycle_id=self.run.cycle_id,
+        )
+        self.store.add_audit_items(self.sampled)
+        self.audit = self.store.audit_frame()
+        self.queue = self.queue[~self.queue["id"].isin(set(self.audit["interaction_id"]))]
+        return self._sample_table()
+
+    def _sample_table(self) -> pd.DataFrame:
+        if not self.sampled:
+            return pd.DataFrame(columns=["test", "validation"])
+        sampled = pd.DataFrame(self.sampled).merge(
+            self.interactions[["id", "timestamp"]], left_on="interaction_id", right_on="id"
+        )
+        week = pd.to_datetime(sampled["timestamp"], utc=True).dt.strftime("%G-W%V")
+        return pd.crosstab(week.rename("week"), sampled["split"])
+
+    def _audit_queue(self) -> pd.DataFrame:
+        return self.interactions[self.interactions["id"].isin(set(self.audit["interaction_id"]))]
+
     def judge(self) -> pd.DataFrame:
         """The judges named in `judges.run` on the unanswered unsatisfactory interactions; their verdicts
         are saved as an artifact. Returns each judge's run statistics."""
@@ -74,10 +127,13 @@ class Triage:
         self.verdicts = judge_suggestions(self.judged.verdicts)
         return pd.DataFrame(self.judged.stats).T
 
-    def push(self) -> PushReport:
+    def push(self) -> dict[str, PushReport]:
+        """The triage queue (with the judges' suggestions) and the audit sample, each to its dataset."""
         self.session = open_review(self.config, self.store, log=self.log)
         self.pushed = self.session.push(self.queue, self.verdicts)
-        return self.pushed
+        self.audit_session = open_review(self.config, self.store, log=self.log, task="audit")
+        self.audit_pushed = self.audit_session.push(self._audit_queue())
+        return {"triage": self.pushed, "audit": self.audit_pushed}
 
     def answer_simulated(self) -> dict[str, int] | None:
         """In `review.mode: simulate`, the log source's simulated experts answer through the Argilla API as
@@ -85,20 +141,44 @@ class Triage:
         if not self.simulated:
             return None
         self.panel = self.source.simulated_panel(self.config, self.run)
-        if self.panel is None:
+        self.audit_panel = self.source.simulated_panel(self.config, self.run, task="audit")
+        if self.panel is None or self.audit_panel is None:
             raise ValueError(
                 f"review.mode=simulate needs a log source with a simulated expert panel (the demo); "
                 f"source.kind={self.config.source.kind!r} has none: use review.mode=wait"
             )
-        return self.panel.answer_in_argilla(self.session)
+        triage = self.panel.answer_in_argilla(self.session)
+        audit = self.audit_panel.answer_in_argilla(self.audit_session)
+        return {f"triage_{k}": v for k, v in triage.items()} | {f"audit_{k}": v for k, v in audit.items()}
 
     def pull(self) -> PullReport:
         """The experts' answers into the store, the review recorded in the manifest (push and pull counts
         add up over the stage's attempts); in `wait` mode with answers pending, the stage pauses."""
         pulled = self.session.pull(self.store, self.panel.reviewers if self.panel else ())
+        audit_reviewers = self.audit_panel.reviewers if self.audit_panel else ()
+        audit_pulled = self.audit_session.pull(self.store, audit_reviewers)
         self.progress = self.session.progress()
-        self.reviews = self.store.reviews_frame()
+        self.audit_progress = self.audit_session.progress()
+        self.answers = self.store.reviews_frame()
         self.agreement = agreement(self.reviews)
+        audit_answers = self.answers[self.answers["task"].eq("audit")]
+        self.run.update_manifest(
+            audit={
+                "size_per_cycle": self.config.audit.size,
+                "experts_per_record": self.config.audit.experts_per_record,
+                "validation_share": self.config.audit.validation_share,
+                "sampled_this_cycle": len(self.sampled),
+                "items": self.audit["split"].value_counts().to_dict(),
+                "argilla": self.audit_session.target.describe(),
+                "push": {
+                    "records": self.audit_pushed.pushed,
+                    "records_per_s": self.audit_pushed.records_per_s,
+                },
+                "pull": {"answers_added": audit_pulled.added},
+                "progress": self.audit_progress,
+                "agreement": agreement(audit_answers),
+            }
+        )
         review = self.config.review
         self.run.record_review(
             {
@@ -113,9 +193,10 @@ class Triage:
                 "agreement": self.agreement,
             }
         )
-        self.waiting = awaiting_review(review.mode, self.progress)
-        if self.waiting:
-            pause_for_review(self.run, self.session)
+        self.waiting = any(awaiting_review(review.mode, p) for p in (self.progress, self.audit_progress))
+        for session, progress in ((self.session, self.progress), (self.audit_session, self.audit_progress)):
+            if awaiting_review(review.mode, progress):
+                pause_for_review(self.run, session)
         return pulled
 
     def plot_causes(self) -> Figure | None:
@@ -141,17 +222,22 @@ class Triage:
         and leakage check, returns the counts per expert and split."""
         if self.waiting:
             return None
+        split = self.config.split
         self.ground_truth = build_ground_truth(
             self.interactions,
-            self.reviews,
+            self.answers,
             self.experts,
             self.run.artifact("ground_truth"),
-            test_size=self.config.split.test_size,
+            audit=self.audit,
             seed=self.config.seed,
-            near_duplicate_threshold=self.config.split.near_duplicate_threshold,
+            teacher_labels=split.teacher_labels,
+            teacher_weight=split.teacher_weight,
+            near_duplicate_threshold=split.near_duplicate_threshold,
         )
         card = self.ground_truth.card
         print(f"version {self.ground_truth.version}: {card['counts']}")
+        print("label sources:", card["label_sources"])
+        print("audit:", card["audit"])
         print("leakage check:", card["leakage_check"])
         return pd.DataFrame(card["per_expert"]).T
 
@@ -161,10 +247,12 @@ class Triage:
             simulated=self.simulated,
             progress=self.progress,
             agreement=self.agreement,
+            audit_progress=self.audit_progress,
+            audit_agreement=(self.run.manifest().get("audit") or {}).get("agreement", {}),
         )
         finished = not self.waiting
         return TriageResult(
-            reviewed=int(self.reviews["interaction_id"].nunique()),
+            reviewed=int(self.answers["interaction_id"].nunique()),
             review=review,
             awaiting_review=self.waiting,
             causes={k: int(v) for k, v in self.causes.items()} if finished else None,

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Behaviour", "Phrasebook", "behaviour", "phrasebook"]
+__all__ = ["Behaviour", "Paraphrase", "Phrasebook", "behaviour", "phrasebook"]
 
 WORLD_DIR = Path(__file__).parent
 
@@ -43,6 +43,23 @@ class OutOfScopeKind(_Data):
     texts: list[str]
 
 
+class Frame(_Data):
+    """A question frame: a question starting with one of ``match`` may be re-asked in one of ``forms``."""
+
+    match: list[str]
+    forms: list[str]  # each holds {x}: the rest of the question
+
+
+class Paraphrase(_Data):
+    """Paraphrase operators' data: frames, synonym groups, and politeness, filler and tail phrases."""
+
+    frames: list[Frame]
+    synonyms: list[list[str]]
+    politeness: list[str]
+    fillers: list[str]
+    tails: list[str]
+
+
 class Phrasebook(_Data):
     slots: dict[str, list[str]]
     numeric_slots: dict[str, NumericSlot]
@@ -52,6 +69,7 @@ class Phrasebook(_Data):
     generic_context: list[str]
     openers: list[str]
     closers: list[str]
+    paraphrase: Paraphrase
     confusers: list[Confuser]
     launch_product: str
     launch_intents: dict[str, dict[str, list[str]]]
@@ -97,11 +115,23 @@ class Launch(_Data):
     unsatisfied: dict[str, LaunchUnsatisfied]  # phase -> rates
 
 
+class ParaphraseRates(_Data):
+    """Probability of each paraphrase operator, per question it can apply to."""
+
+    frame: float
+    synonym: float  # per matching synonym
+    reorder: float
+    politeness: float
+    filler: float
+    tail: float
+
+
 class Query(_Data):
     confuser_share: float
     style_weights: dict[str, float]
     typo_rate: float
     pii_rate: float
+    paraphrase: ParaphraseRates
 
 
 class Misroute(_Data):
@@ -121,6 +151,7 @@ class Satisfaction(_Data):
 
 
 class Feedback(_Data):
+    no_feedback_share: float  # interactions the user never rated: logged without feedback
     thumbs_share: float
     comment_rate: dict[str, float]  # "satisfied" / "unsatisfied" -> rate
 
