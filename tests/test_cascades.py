@@ -327,3 +327,17 @@ def test_ablation_table_scores_each_subset_on_test(tmp_path, monkeypatch):
     assert score_ablation({}, test).empty
     plot_ablation(table, tmp_path / "ablation.png")
     assert (tmp_path / "ablation.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_perfect_accuracy_plots_although_its_wilson_bound_rounds_below_it(tmp_path):
+    """Wilson's upper bound at 100% is 1 - 1e-16: a negative error bar, which matplotlib refuses."""
+    perfect = {"accuracy": 1.0, "ci_low": 0.95, "ci_high": 1.0 - 1e-16}
+    rows = [
+        {"name": "baseline", **perfect, "cost_per_1k": 0.2, "promoted": False, "is_baseline": True},
+        {"name": "s+defer", **perfect, "cost_per_1k": 0.1, "promoted": True, "is_baseline": False,
+         "kind": "cascade", "deferral_share": 0.5},
+    ]  # fmt: skip
+    plot_accuracy_vs_cost(rows, tmp_path / "cost.png")
+    table = pd.DataFrame([{"subset": "all", **perfect, "train_examples": 10}]).set_index("subset")
+    plot_ablation(table, tmp_path / "ablation.png")
+    assert (tmp_path / "cost.png").stat().st_size > 0 and (tmp_path / "ablation.png").stat().st_size > 0

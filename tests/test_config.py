@@ -57,7 +57,7 @@ def test_test_config_is_demo_with_only_its_own_keys_changed():
     assert overlay["extends"] == "demo.yaml" and len(overlay) < 10
     changed = {key for key in demo if demo[key] != test[key]}
     assert changed == {"name", "source", "audit", "candidates", "eval"}
-    assert test["audit"] == {**demo["audit"], "size": 120}
+    assert test["audit"] == {**demo["audit"], "size": 90}
     assert test["source"] == {**demo["source"], "n_interactions": 400, "weeks": 4}
     assert test["eval"]["prices"] == demo["eval"]["prices"]  # merged key by key
 

@@ -58,13 +58,19 @@ def test_summary_has_baseline_candidates_and_a_decision(cycle_run):
     assert not any(c["promoted"] for c in summary["candidates"])
     cascades = {c["name"] for c in summary["cascades"]}
     assert cascades <= {f"{name}+defer" for name in names}
-    promoted = summary["promoted"]
+    decision, promoted = summary["promotion"], summary["promoted"]
+    rejected, eligible = set(decision["rejected"]), set(decision["eligible"])
+    assert rejected | eligible == names | cascades and not rejected & eligible  # each judged, with its reason
+    assert names <= rejected  # no tiny single student comes within the margin
     if promoted is None:
-        assert "no candidate meets the promotion rule" in summary["promotion"]["reason"]
-    else:  # only a cascade can be within the margin at this size (its threshold chosen on validation)
+        assert not eligible and "no candidate meets the promotion rule" in decision["reason"]
+    else:  # a cascade can (its threshold chosen on validation): the cheapest eligible one
+        assert promoted == decision["eligible"][0]
         winner = next(c for c in summary["cascades"] if c["name"] == promoted)
         assert winner["accuracy"] >= baseline["accuracy"] - 0.02
-    assert set(summary["promotion"]["rejected"]) == (names | cascades) - {promoted}  # each with its reason
+        assert winner["cost_per_1k"] == min(
+            c["cost_per_1k"] for c in summary["cascades"] if c["name"] in eligible
+        )
     students = {c["name"]: c for c in summary["candidates"]}
     for cascade in summary["cascades"]:  # deferred items take the production router's decision
         assert 0 < cascade["deferral_share"] < 1 and cascade["n"] == baseline["n"]

@@ -43,9 +43,11 @@ def sample_audit(
     cycle_id: str,
 ) -> list[dict[str, Any]]:
     """Up to `size` interactions not in `audited_ids`, stratified by ISO week of `timestamp` and drawn with
-    an RNG seeded by (seed, cycle_id); exactly round(n * validation_share) of the n drawn get split
-    "validation", the others "test". Returns store rows (interaction_id, split, cycle_id, sampled_at);
-    the same inputs give the same sample, whatever the frame's row order or other columns."""
+    an RNG seeded by the config's seed and the ids available (so the same store gives the same sample in
+    every run, and a later cycle, with new interactions, another one); exactly round(n * validation_share)
+    of the n drawn get split "validation", the others "test". Returns store rows (interaction_id, split,
+    cycle_id, sampled_at); the same inputs give the same sample, whatever the frame's row order or other
+    columns."""
     frame = interactions.loc[:, list(SAMPLE_COLUMNS)].copy()  # blind: nothing else is read
     frame["id"] = frame["id"].astype(str)
     frame = frame[~frame["id"].isin({str(i) for i in audited_ids})].drop_duplicates("id")
@@ -54,7 +56,7 @@ def sample_audit(
     frame = frame.sort_values("id", kind="stable")
     iso = pd.to_datetime(frame["timestamp"], utc=True).dt.isocalendar()
     frame["week"] = iso["year"].astype(int) * 100 + iso["week"].astype(int)
-    digest = hashlib.sha256(f"{seed}\0{cycle_id}".encode()).digest()
+    digest = hashlib.sha256("\0".join([str(seed), *frame["id"]]).encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
     ids_by_week = {week: group["id"].tolist() for week, group in frame.groupby("week", sort=True)}

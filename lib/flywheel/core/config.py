@@ -362,8 +362,18 @@ class EvalConfig(_Strict):
         default=True,
         description="also score each student deferring its least confident queries to the production model",
     )
+    cascade_drop_points: float | None = Field(
+        default=None,
+        ge=0,
+        description="a cascade's threshold: the least deferral within this many points of production on "
+        "validation; default half of max_drop_points (a threshold chosen on ~100 items is optimistic)",
+    )
     alpha: float = 0.05
     prices: PriceConfig
+
+    @property
+    def cascade_target_points(self) -> float:
+        return self.max_drop_points / 2 if self.cascade_drop_points is None else self.cascade_drop_points
 
 
 class ServeConfig(_Strict):

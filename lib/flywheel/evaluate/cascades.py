@@ -1,9 +1,11 @@
 """Cascades: a student that answers when it is confident and defers the rest to the production router.
 
 The threshold is chosen on the validation split only (never on test): the least deferral whose cascade
-accuracy stays within `max_drop_points` of the production router's on the same validation items, a deferred
-item taking the production router's logged decision. An out-of-scope question the student is unsure about
-defers too: that deferral is the cascade's abstention, so no separate out-of-scope mechanism is needed.
+accuracy stays within `eval.cascade_target_points` (by default half the promotion margin: the least
+deferral found on ~100 items is an optimistic pick) of the production router's on the same validation items,
+a deferred item taking the production router's logged decision. An out-of-scope question the student is
+unsure about defers too: that deferral is the cascade's abstention, so no separate out-of-scope mechanism is
+needed.
 
 On test, a cascade is scored like any candidate (`<student>+defer`), with its deferral share, a cost of
 student cost + deferral share x production cost, and per-query latency = the student's measured latency plus

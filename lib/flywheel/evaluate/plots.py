@@ -79,7 +79,7 @@ def _accuracy_scatter(rows: Sequence[dict], x_key: str, x_label: str, title: str
     for r in rows:
         promoted = bool(r.get("promoted"))
         color, marker, suffix = _style(r)
-        yerr = [[r["accuracy"] - r["ci_low"]], [r["ci_high"] - r["accuracy"]]]
+        yerr = _error_bars(r["accuracy"], r["ci_low"], r["ci_high"])
         ax.errorbar(
             r[x_key],
             r["accuracy"],
@@ -192,7 +192,7 @@ def plot_ablation(table: pd.DataFrame, path: str | Path | None = None) -> Figure
     ax = fig.add_subplot()
     x = np.arange(len(table))
     acc = table["accuracy"].to_numpy(dtype=float)
-    yerr = [acc - table["ci_low"].to_numpy(dtype=float), table["ci_high"].to_numpy(dtype=float) - acc]
+    yerr = _error_bars(acc, table["ci_low"].to_numpy(dtype=float), table["ci_high"].to_numpy(dtype=float))
     ax.bar(x, acc, color=CANDIDATE_COLOR, yerr=yerr, capsize=4)
     names = [f"{subset}\n(n={n})" for subset, n in zip(table.index, table["train_examples"], strict=True)]
     ax.set_xticks(x, labels=names, fontsize=8)
@@ -203,3 +203,10 @@ def plot_ablation(table: pd.DataFrame, path: str | Path | None = None) -> Figure
     ax.set_title("What each label source buys")
     ax.grid(True, axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def _error_bars(accuracy, low, high) -> np.ndarray:
+    """matplotlib's (2, n) error bars from an interval; at 100% accuracy the Wilson bound is 1 - 1e-16,
+    a negative error matplotlib refuses, so rounding noise is clipped to 0."""
+    accuracy, low, high = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (accuracy, low, high))
+    return np.clip(np.stack([accuracy - low, high - accuracy]), 0.0, None)

@@ -157,7 +157,7 @@ def evaluate_all(
             list(router.labels),
             validation["label"].tolist(),
             validation["routed_expert"].tolist(),
-            eval_cfg.max_drop_points,
+            eval_cfg.cascade_target_points,
         )
         if choice.threshold is None:
             skipped[name] = choice.reason
