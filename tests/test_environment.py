@@ -9,7 +9,9 @@ from flywheel.core.config import REPO_ROOT
 
 def test_environment_yml_mirrors_pyproject():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    # what `make` installs
+    wanted = set(project["dependencies"]) | set(extras["dev"]) | set(extras["realtext"])
     env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
     pip_block = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
     assert set(pip_block) == wanted
