@@ -162,3 +162,23 @@ def test_unknown_recipe_keys_are_clear_errors():
         check_recipe(CandidateConfig(name="s", kind="setfit", num_epoch=2))
     with pytest.raises(ValueError, match="search_trials is not available for causal_lm"):
         CandidateConfig(name="c", kind="causal_lm", model="tiny-llama", search_trials=2)
+
+
+def test_the_search_keeps_the_best_trials_files_as_the_candidate(tmp_path):
+    """Optuna trials train into trials/<n>/; the best one's files become the candidate folder's."""
+    from flywheel.finetune.budget import search
+
+    def space(trial):
+        return {"x": trial.suggest_float("x", 0.0, 1.0)}
+
+    def train_trial(params, folder, seconds):
+        folder.mkdir(parents=True)
+        (folder / "model.txt").write_text(str(params["x"]))
+        score = 1 - abs(params["x"] - 0.3)
+        return score, {"validation_accuracy": score}
+
+    record, tried = search(train_trial, space, n_trials=6, budget_s=None, out_dir=tmp_path, seed=0)
+    best = max(tried, key=lambda t: t["validation_accuracy"])
+    assert len(tried) == 6 and record["validation_accuracy"] == best["validation_accuracy"]
+    assert float((tmp_path / "model.txt").read_text()) == best["x"]
+    assert not (tmp_path / "trials").exists()

@@ -79,10 +79,10 @@ def search(
     budget_s: float | None,
     out_dir: Path,
     seed: int,
-) -> tuple[Path, dict, list[dict]]:
+) -> tuple[dict, list[dict]]:
     """Optuna search: `space(trial) -> params`; `train_trial(params, folder, seconds) -> (validation
-    accuracy, record)`. The trials share `budget_s`. Returns the best trial's folder and record, and every
-    trial."""
+    accuracy, record)`. The trials share `budget_s`. The best trial's files become `out_dir`'s (the
+    candidate); returns its record and every trial."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -105,7 +105,10 @@ def search(
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=n_trials)
-    return best["folder"], best["record"], tried
+    for item in best["folder"].iterdir():
+        shutil.move(str(item), Path(out_dir) / item.name)
+    shutil.rmtree(Path(out_dir) / "trials", ignore_errors=True)
+    return best["record"], tried
 
 
 def step_seconds(model, batches: list[dict]) -> float:

@@ -67,12 +67,8 @@ def train_setfit(
         record = _train_once(trial, train, experts, folder, seed, validation, seconds)
         return record["validation_accuracy"], record
 
-    best, record, tried = search(
-        train_trial, space, candidate.search_trials, candidate.time_budget_s, out_dir, seed
-    )
-    for item in best.iterdir():
-        shutil.move(str(item), out_dir / item.name)
-    shutil.rmtree(out_dir / "trials", ignore_errors=True)
+    budget_s = candidate.time_budget_s
+    record, tried = search(train_trial, space, candidate.search_trials, budget_s, out_dir, seed)
     return {**record, "search": tried}
 
 
