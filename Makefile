@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/demo.yaml
 
-.PHONY: setup system-deps argilla-venv cycle test test-unit test-integration test-slow lint format clean-runs bench
+.PHONY: setup system-deps argilla-venv cycle flywheel test test-unit test-integration test-slow lint format clean-runs bench
 
 setup: $(STAMP) system-deps
 
@@ -30,6 +30,10 @@ $(STAMP): pyproject.toml
 
 cycle: setup
 	$(BIN)/flywheel cycle --config $(CONFIG)
+
+# Weeks of the demo world's traffic through the real parts; prints runs/flywheel-<id>/ last.
+flywheel: setup
+	$(BIN)/flywheel run --config configs/flywheel.yaml
 
 # Style, the layer contracts of pyproject's [tool.importlinter] (a stage importing another fails here), and
 # notebooks committed without outputs.

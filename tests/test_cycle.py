@@ -46,11 +46,11 @@ def test_summary_has_baseline_candidates_and_a_decision(cycle_run):
     assert names == {c.name for c in load_config(REPO_ROOT / "configs" / "test.yaml").candidates}
     for candidate in summary["candidates"]:
         assert candidate["n"] == baseline["n"]  # paired: the same test items
-        # paired: the accuracy gap is exactly what the discordant items say, and each tiny candidate is
-        # significantly worse than the production model (so the rule promotes none, below)
+        # paired: the accuracy gap is exactly what the discordant items say, and each tiny candidate is below
+        # the production model by more than the margin or significantly (so the rule promotes none, below)
         gap = candidate["only_candidate_correct"] - candidate["only_baseline_correct"]
         assert candidate["correct"] - baseline["correct"] == gap < 0
-        assert candidate["mcnemar_p"] < 0.05
+        assert candidate["mcnemar_p"] < 0.05 or candidate["accuracy"] < baseline["accuracy"] - 0.02
         assert candidate["cost_per_1k"] < baseline["cost_per_1k"] / 10
         assert candidate["p50_ms"] < baseline["p50_ms"]
     tfidf = next(c for c in summary["candidates"] if c["name"] == "tfidf-logreg")

@@ -3,10 +3,10 @@ candidates (TF-IDF, frozen MiniLM + logistic regression, MiniLM fine-tuned) trai
 on the unbiased (audited) test split, and their cascades.
 
 The data pipeline is deterministic (the audit sample is seeded by the config's seed and the store), so its
-counts are exact. Accuracies are asserted in bands around the figures the README reports (CPU, 2026-12-01:
-production 99.0%, TF-IDF 83.0%, MiniLM + LR 85.7%, fine-tuned MiniLM 91.2%; the fine-tuned MiniLM's cascade
-97.6%, deferring 44%). The fine-tuned MiniLM trains within a time budget, so a slower or busier machine
-trains it fewer steps: its band is wider."""
+counts are exact. Accuracies are asserted in bands around the figures the README reports (CPU, 2026-12-02:
+production 99.0%, TF-IDF 83.0%, MiniLM + LR 85.7%, fine-tuned MiniLM 87.8-91.2%, the three soft-voting
+93-94%; its cascade 97.3%, deferring 15%). The fine-tuned MiniLM trains within a time budget, so a slower or
+busier machine trains it fewer steps: its band (and the ensemble's) is wider."""
 
 import json
 
@@ -20,6 +20,7 @@ ACCURACY_BANDS = {
     "tfidf-logreg": (0.79, 0.87),
     "embedding-logreg": (0.82, 0.90),
     "minilm-l6-full": (0.86, 0.96),
+    "vote-3": (0.90, 0.97),
 }
 
 
@@ -57,26 +58,27 @@ def test_the_unbiased_test_measures_production_as_the_hidden_truth_does(summary)
 
 
 def test_the_best_student_learns_rather_than_memorises(summary):
-    """On test questions whose template no training question has, the fine-tuned MiniLM stays >= 85%."""
-    best = next(c for c in summary["candidates"] if c["name"] == "minilm-l6-full")
+    """The best single student is >= 90% overall, and >= 85% on test questions whose template no training
+    question has."""
+    best = max(summary["candidates"], key=lambda c: c["accuracy"])
+    assert best["accuracy"] >= 0.90
     assert best["unseen_template_n"] >= 100
     assert best["unseen_template_accuracy"] >= 0.85
     tfidf = next(c for c in summary["candidates"] if c["name"] == "tfidf-logreg")
     assert tfidf["unseen_template_accuracy"] < best["unseen_template_accuracy"]
 
 
-def test_only_a_cascade_can_be_promoted_and_then_within_the_rule(summary):
+def test_only_a_cascade_is_promoted_within_the_rule_at_a_third_of_the_cost(summary):
     """The demo's story: no single small router is within 2 points of production; a student deferring its
-    least confident queries (threshold chosen on validation) can be, and is promoted only within the rule."""
+    least confident queries (threshold chosen on validation) is, at >= 3x lower cost."""
     assert all(c["name"] in summary["promotion"]["rejected"] for c in summary["candidates"])
     baseline = summary["baseline"]
     costs = {c["name"]: c["cost_per_1k"] for c in summary["candidates"]}
     assert max(costs.values()) < baseline["cost_per_1k"] / 50  # a single student: >= 50x cheaper
-    if summary["promoted"] is not None:
-        promoted = next(c for c in summary["cascades"] if c["name"] == summary["promoted"])
-        assert promoted["accuracy"] >= baseline["accuracy"] - 0.02
-        assert promoted["cost_per_1k"] < baseline["cost_per_1k"]
-        assert 0 < promoted["deferral_share"] < 1
+    promoted = next(c for c in summary["cascades"] if c["name"] == summary["promoted"])
+    assert promoted["accuracy"] >= baseline["accuracy"] - 0.02
+    assert promoted["cost_per_1k"] <= baseline["cost_per_1k"] / 3
+    assert 0 < promoted["deferral_share"] < 1
 
 
 def test_each_label_source_adds_accuracy(summary):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import ROUTING_PHRASES
 
-from flywheel.core.config import AblationConfig, CandidateConfig, load_config
+from flywheel.core.config import AblationConfig, CandidateConfig, Config, load_config
 from flywheel.core.routers import load_router
 from flywheel.finetune import budget as budget_module
 from flywheel.finetune.ablation import ablation_candidate, train_ablation
@@ -182,3 +182,51 @@ def test_the_search_keeps_the_best_trials_files_as_the_candidate(tmp_path):
     assert len(tried) == 6 and record["validation_accuracy"] == best["validation_accuracy"]
     assert float((tmp_path / "model.txt").read_text()) == best["x"]
     assert not (tmp_path / "trials").exists()
+
+
+def test_an_ensemble_averages_its_members_probabilities_and_travels_whole(tmp_path):
+    """Soft voting over two trained students: its probabilities are the weighted mean of theirs, its
+    folder holds copies of them (deleting the originals changes nothing) and a cascade can take it."""
+    from flywheel.core.cascade import write_cascade
+    from flywheel.finetune.train import train_all
+
+    candidates = [
+        CandidateConfig(name="tfidf", kind="tfidf_logreg", Cs=[1.0], cv=2),
+        CandidateConfig(name="emb", kind="embedding_logreg", model="minilm-l6", Cs=[1.0], cv=2),
+        CandidateConfig(name="both", kind="ensemble", members=["tfidf", "emb"], weights=[3.0, 1.0]),
+    ]
+    records = train_all(candidates, TRAIN, EXPERTS, tmp_path / "c", 0, validation=VALIDATION)
+    assert records["both"]["members"] == ["tfidf", "emb"] and records["both"]["trainable_parameters"] == 0
+    assert set(records["both"]["member_validation_accuracy"]) == {"tfidf", "emb"}
+    parts = [load_router(tmp_path / "c" / name).predict_proba(PROBES) for name in ("tfidf", "emb")]
+    expected = 0.75 * parts[0] + 0.25 * parts[1]
+    for name in ("tfidf", "emb"):
+        (tmp_path / "c" / name / "candidate.json").unlink()  # the ensemble reads its own copies
+    proba = check_scores(tmp_path / "c" / "both", VALIDATION)
+    np.testing.assert_allclose(proba, expected, atol=1e-9)
+    cascade = write_cascade(tmp_path / "cascade", tmp_path / "c" / "both", 0.5, "both+defer")
+    production = SimpleNamespace(name="production", predict=lambda texts: ["facilities"] * len(texts))
+    decided = load_router(cascade, production=production).decide(PROBES)
+    assert decided.deferred.tolist() == (expected.max(axis=1) < 0.5).tolist()
+
+
+def test_ensemble_members_are_earlier_scoring_candidates():
+    base = load_config("configs/test.yaml").model_dump()
+    names = [c["name"] for c in base["candidates"]]
+
+    def config_with(*candidates):
+        return Config.model_validate({**base, "candidates": list(candidates)})
+
+    vote = {"name": "vote", "kind": "ensemble", "members": names[:2]}
+    assert config_with(*base["candidates"], vote).candidates[-1].members == names[:2]
+    with pytest.raises(ValueError, match=r"member .* is not a candidate listed before it"):
+        config_with(vote, *base["candidates"])
+    endpoint = {"name": "hosted", "kind": "endpoint", "endpoint": {"base_url": "http://x/v1", "model": "m"}}
+    with pytest.raises(ValueError, match="member 'hosted' is a endpoint candidate"):
+        config_with(*base["candidates"], endpoint, {**vote, "members": [names[0], "hosted"]})
+    with pytest.raises(ValueError, match="two or more distinct members"):
+        CandidateConfig(name="v", kind="ensemble", members=[names[0]])
+    with pytest.raises(ValueError, match="one positive weight per member"):
+        CandidateConfig(name="v", kind="ensemble", members=["a", "b"], weights=[1.0, 0.0])
+    with pytest.raises(ValueError, match="`members` is required for kind ensemble"):
+        CandidateConfig(name="v", kind="ensemble")

@@ -99,6 +99,9 @@ register_serve(app)
 from flywheel.collect.status import register as register_status  # noqa: E402  (status)
 
 register_status(app)
+from flywheel.weeks.cli import register as register_weeks  # noqa: E402  (run)
+
+register_weeks(app)
 
 if __name__ == "__main__":
     app()

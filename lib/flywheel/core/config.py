@@ -129,8 +129,13 @@ class CollectConfig(_Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig)
 
 
+# How the review budget is spent (flywheel.triage.budget), in the order unused share flows on
+REVIEW_POLICIES = ("audit", "judge_flag", "uncertainty", "unsatisfied")
+
+
 class ReviewConfig(_Strict):
-    """How unsatisfactory interactions get expert answers."""
+    """How unsatisfactory interactions get expert answers, and how many records the experts review per cycle
+    (`budget`, audit and triage together; null: no cap) chosen by which `policies` (shares of the budget)."""
 
     mode: Literal["wait", "simulate"] = Field(
         default="simulate",
@@ -142,6 +147,26 @@ class ReviewConfig(_Strict):
     argilla_api_key_env: str = Field(default="ARGILLA_API_KEY", description="env var with its API key")
     workspace: str = "flywheel"
     dataset: str | None = Field(default=None, description="default: <config name>-review-<store hash>")
+    budget: int | None = Field(
+        default=None, ge=0, description="records the experts review per cycle, audit + triage; null: no cap"
+    )
+    policies: dict[str, float] = Field(
+        default_factory=lambda: {"audit": 0.5, "judge_flag": 0.3, "uncertainty": 0.2},
+        description="shares of the budget per policy (REVIEW_POLICIES), summing to 1; a policy listed with "
+        "share 0 takes only what the policies before it leave",
+    )
+
+    @field_validator("policies")
+    @classmethod
+    def _known_policies(cls, policies: dict[str, float]) -> dict[str, float]:
+        if unknown := sorted(set(policies) - set(REVIEW_POLICIES)):
+            raise ValueError(f"unknown review policy {unknown}: one of {list(REVIEW_POLICIES)}")
+        if negative := sorted(name for name, share in policies.items() if not share >= 0):
+            raise ValueError(f"review policy shares must be >= 0, got {negative}")
+        if abs(sum(policies.values()) - 1) > 1e-9:
+            total = sum(policies.values())
+            raise ValueError(f"review policy shares must sum to 1, got {total:g}: {policies}")
+        return policies
 
 
 class LLMJudgeConfig(_Strict):
@@ -226,6 +251,11 @@ class SplitConfig(_Strict):
         le=1,
         description="MiniLM cosine similarity making two texts one; null: off",
     )
+    production_model: str | None = Field(
+        default=None,
+        description="the production model's name in the logs (teacher labels and the eval's baseline come "
+        "only from its decisions); null: the model of the earliest logged interaction",
+    )
 
 
 class EndpointConfig(_Strict):
@@ -258,7 +288,8 @@ class CandidateConfig(_Strict):
     kind=causal_lm (trl SFT, see flywheel.finetune.sft): methods lora / full / prompt_tuning train;
     zero_shot / few_shot need no training. `decision` says how the router decides (label scoring or greedy
     generation). kind=setfit: fields of `setfit.TrainingArguments`. The scikit-learn kinds take the few keys
-    of `SKLEARN_RECIPE_KEYS`, each mapped onto the estimator's own parameter (flywheel.finetune.linear)."""
+    of `SKLEARN_RECIPE_KEYS`, each mapped onto the estimator's own parameter (flywheel.finetune.linear).
+    kind=ensemble: soft voting over `members` (earlier candidates), with optional `weights`; no recipe."""
 
     model_config = ConfigDict(extra="allow")  # the recipe
 
@@ -282,7 +313,15 @@ class CandidateConfig(_Strict):
     }
 
     name: str
-    kind: Literal["tfidf_logreg", "embedding_logreg", "setfit", "encoder_classifier", "causal_lm", "endpoint"]
+    kind: Literal[
+        "tfidf_logreg",
+        "embedding_logreg",
+        "setfit",
+        "encoder_classifier",
+        "causal_lm",
+        "endpoint",
+        "ensemble",
+    ]
     model: str | None = Field(
         default=None,
         description="model source: minilm-l6, smollm2-135m-instruct, tiny-llama, a folder, a hub id",
@@ -303,6 +342,13 @@ class CandidateConfig(_Strict):
     search_trials: int = Field(default=0, ge=0, description="seeded hyper-parameter search trials (0: none)")
     # endpoint only: a model hosted elsewhere (NIM, vLLM, OpenAI), evaluated by generation; nothing trains
     endpoint: EndpointConfig | None = None
+    # ensemble only: soft voting over earlier candidates (their probabilities averaged); nothing more trains
+    members: list[str] | None = Field(
+        default=None, description="ensemble: the names of earlier candidates whose probabilities it averages"
+    )
+    weights: list[float] | None = Field(
+        default=None, description="ensemble: one positive weight per member (default: equal weights)"
+    )
 
     @property
     def recipe(self) -> dict[str, Any]:
@@ -315,14 +361,20 @@ class CandidateConfig(_Strict):
             raise ValueError(f"{self.name}: method {self.method!r} is for causal_lm candidates only")
         if (self.kind == "endpoint") != (self.endpoint is not None):
             raise ValueError(f"{self.name}: `endpoint` is required for kind endpoint, and only for it")
+        if (self.kind == "ensemble") != (self.members is not None):
+            raise ValueError(f"{self.name}: `members` is required for kind ensemble, and only for it")
+        if self.weights is not None and self.kind != "ensemble":
+            raise ValueError(f"{self.name}: `weights` is for kind ensemble only")
+        if self.kind == "ensemble":
+            self._check_members()
         if self.kind == "causal_lm" and not self.model:
             raise ValueError(f"{self.name}: a causal_lm candidate needs `model` (a model source)")
-        if self.recipe and self.kind == "endpoint":
+        if self.recipe and self.kind in ("endpoint", "ensemble"):
             raise ValueError(
                 f"{self.name}: unknown key(s) {sorted(self.recipe)}: a {self.kind} candidate takes no "
                 "trainer arguments"
             )
-        if self.search_trials and self.kind in ("causal_lm", "endpoint"):
+        if self.search_trials and self.kind in ("causal_lm", "endpoint", "ensemble"):
             raise ValueError(f"{self.name}: search_trials is not available for {self.kind} candidates")
         known = self.SKLEARN_RECIPE_KEYS.get(self.kind)
         if known is not None and set(self.recipe) - set(known):
@@ -334,6 +386,15 @@ class CandidateConfig(_Strict):
         if reserved:
             raise ValueError(f"{self.name}: {reserved} are set by the workbench (run directory, config seed)")
         return self
+
+    def _check_members(self) -> None:
+        members = self.members or []
+        if len(members) < 2 or len(set(members)) != len(members):
+            raise ValueError(f"{self.name}: an ensemble needs two or more distinct members, got {members}")
+        if self.weights is not None and (
+            len(self.weights) != len(members) or any(not w > 0 for w in self.weights)
+        ):
+            raise ValueError(f"{self.name}: `weights` needs one positive weight per member ({len(members)})")
 
 
 class AblationConfig(_Strict):
@@ -370,6 +431,11 @@ class EvalConfig(_Strict):
     )
     alpha: float = 0.05
     prices: PriceConfig
+    promote_via: Literal["registry", "shadow"] = Field(
+        default="registry",
+        description="registry: the chosen candidate is promoted at once; shadow: it goes in shadow first "
+        "(the service logs its decisions beside the router in service; promoted or rejected after its week)",
+    )
 
     @property
     def cascade_target_points(self) -> float:
@@ -393,6 +459,43 @@ class ServeConfig(_Strict):
     # the production model's OpenAI-compatible endpoint: while it serves (nothing promoted and no
     # default_model, or rolled back to it), the service and the form route through it; null: 503
     production_endpoint: EndpointConfig | None = None
+    production_shadow_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of the queries a small router answered that the production endpoint also decides "
+        "in shadow, after the answer (teacher labels and agreement keep coming); sampled by interaction id",
+    )
+
+
+class GateConfig(_Strict):
+    """The online gate of `flywheel run`: a candidate's shadow week and the router in service, judged each
+    week on that week's audited items (expert labels) against the production model's accuracy on the
+    unbiased test minus `max_drop_points`."""
+
+    max_drop_points: float | None = Field(
+        default=None, ge=0, description="default: eval.max_drop_points (the offline promotion margin)"
+    )
+    min_agreement: float = Field(
+        default=0.85, ge=0, le=1, description="a shadow candidate's least agreement with the router serving"
+    )
+    min_reviewed: int = Field(
+        default=20, ge=1, description="fewer audited items that week: no verdict, the shadow goes on"
+    )
+
+
+class FlywheelConfig(_Strict):
+    """`flywheel run`: weeks of an organisation's traffic through the real parts (the demo world)."""
+
+    weeks: int = Field(default=12, ge=1)
+    n_interactions: int = Field(
+        default=4800, ge=10, description="over all the weeks (the launch week has more)"
+    )
+    shadow_week: bool = Field(
+        default=True, description="a candidate that passes offline serves a week in shadow before promotion"
+    )
+    gate: GateConfig = Field(default_factory=GateConfig)
+    kernel: str | None = Field(default=None, description="Jupyter kernel for the cycles (default: flywheel)")
 
 
 class Config(_Strict):
@@ -410,12 +513,28 @@ class Config(_Strict):
     ablation: AblationConfig | None = None
     eval: EvalConfig
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    flywheel: FlywheelConfig | None = None  # `flywheel run` only
 
     @model_validator(mode="after")
     def _unique_candidate_names(self) -> Config:
         names = [c.name for c in self.candidates]
         if len(names) != len(set(names)):
             raise ValueError(f"candidate names must be unique: {names}")
+        for position, candidate in enumerate(self.candidates):
+            if candidate.kind != "ensemble":
+                continue
+            earlier = {c.name: c.kind for c in self.candidates[:position]}
+            for member in candidate.members or []:
+                if member not in earlier:
+                    raise ValueError(
+                        f"{candidate.name}: member {member!r} is not a candidate listed before it "
+                        f"(an ensemble's members train first): {sorted(earlier)}"
+                    )
+                if earlier[member] in ("endpoint", "ensemble"):
+                    raise ValueError(
+                        f"{candidate.name}: member {member!r} is a {earlier[member]} candidate; members are "
+                        "trained routers that give probabilities"
+                    )
         return self
 
     def store_url(self, runs_root: Path) -> str:

@@ -7,7 +7,10 @@ JSON export beside the runs. Replaying the log gives the stack of promotions in 
   and reason;
 - `rollback` pops the current promotion; the one promoted before it serves again (`restores_seq`);
 - `production` pops the only promotion left (or, asked `to_production`, all of them): the production model,
-  the large LLM that served before any promotion (the evaluation's baseline), serves again.
+  the large LLM that served before any promotion (the evaluation's baseline), serves again;
+- `shadow` puts a candidate in shadow: the router service computes and logs its decisions beside the router
+  in service without answering with them. It serves nothing; it ends with a `promote` of that artifact, a
+  `reject`, or another `shadow` (the newest candidate replaces it). The stack ignores both events.
 
 The stack's top is `current()`; an empty stack means the production model is serving (`state()` says since
 when and why). Promoting the artifact that is already current is a no-op (re-running a cycle does not stack
@@ -36,7 +39,7 @@ promotions = sa.Table(
     "promotions",
     metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("event", sa.String(20), nullable=False),  # "promote" | "rollback" | "production"
+    sa.Column("event", sa.String(20), nullable=False),  # EVENTS
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("artifact_path", sa.Text, nullable=False),
     sa.Column("metrics_json", sa.Text, nullable=False),
@@ -52,6 +55,8 @@ promotions = sa.Table(
 
 # The name the registry gives the production model (the baseline LLM of the evaluation)
 PRODUCTION = "production"
+SHADOW, REJECT = "shadow", "reject"
+EVENTS = ("promote", "rollback", PRODUCTION, SHADOW, REJECT)
 
 
 class RegistryError(RuntimeError):
@@ -61,10 +66,11 @@ class RegistryError(RuntimeError):
 @dataclass(frozen=True)
 class Entry:
     """One event of the registry. For a rollback the model fields are those of the restored promotion; for
-    a production event they name the production model (`PRODUCTION`, no artifact)."""
+    a production event they name the production model (`PRODUCTION`, no artifact); for a reject, the
+    candidate whose shadow it ends (`undoes_seq`: its shadow event)."""
 
     seq: int
-    event: Literal["promote", "rollback", "production"]
+    event: Literal["promote", "rollback", "production", "shadow", "reject"]
     model_name: str
     artifact_path: str
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -103,7 +109,8 @@ def _events(conn: sa.Connection) -> list[Entry]:
 
 
 def _replay(events: list[Entry]) -> list[Entry]:
-    """The promotions in force, oldest first: promote pushes, rollback pops, production clears."""
+    """The promotions in force, oldest first: promote pushes, rollback pops, production clears; shadow and
+    reject events serve nothing and are skipped."""
     stack: list[Entry] = []
     for event in events:
         if event.event == "promote":
@@ -111,18 +118,34 @@ def _replay(events: list[Entry]) -> list[Entry]:
         elif event.event == "rollback":
             if stack:
                 stack.pop()
-        else:
+        elif event.event == PRODUCTION:
             stack.clear()
     return stack
 
 
+def _in_shadow(events: list[Entry]) -> Entry | None:
+    """The candidate in shadow: the newest shadow event not followed by a promote of its artifact or a
+    reject (a newer shadow event replaces it)."""
+    shadow = None
+    for event in events:
+        if event.event == SHADOW:
+            shadow = event
+        elif event.event == REJECT or (
+            event.event == "promote" and shadow is not None and event.artifact_path == shadow.artifact_path
+        ):
+            shadow = None
+    return shadow
+
+
 @dataclass(frozen=True)
 class State:
-    """What serves now: the top of the promotion stack, or the production model when the stack is empty."""
+    """What serves now: the top of the promotion stack, or the production model when the stack is empty;
+    and the candidate in shadow beside it, if any."""
 
     stack: tuple[Entry, ...]  # promotions in force, oldest first
-    last: Entry | None  # the newest event (None: an empty registry)
+    last: Entry | None  # the newest event that changed who serves (None: nothing has, yet)
     undone: Entry | None  # the promotion the newest event undid (rollback / production events)
+    shadow: Entry | None = None  # the candidate in shadow (its shadow event)
 
     @property
     def current(self) -> Entry | None:
@@ -142,7 +165,18 @@ class State:
         return self.current.model_name if self.current else PRODUCTION
 
     def message(self) -> str:
-        """One line for people: who serves, since when and why."""
+        """One line for people: who serves, since when and why, and the candidate in shadow."""
+        line = self._serving_message()
+        if self.shadow is not None:
+            shadow = self.shadow
+            cycle = f", cycle {shadow.cycle_id}" if shadow.cycle_id else ""
+            line += (
+                f"; in shadow: {shadow.model_name} (entry {shadow.seq}{cycle}, since {_when(shadow)}): "
+                f"{shadow.reason}"
+            )
+        return line
+
+    def _serving_message(self) -> str:
         current, last = self.current, self.last
         undone = f"{self.undone.model_name} (entry {self.undone.seq})" if self.undone else "a promotion"
         if current is not None:
@@ -165,12 +199,23 @@ class State:
         return {
             "state": PRODUCTION if self.on_production else "promoted",
             "model_name": self.serving,
+            "shadow": self.shadow.model_name if self.shadow else None,
             "message": self.message(),
         }
 
 
 def _when(entry: Entry) -> str:
     return entry.created_at.strftime("%Y-%m-%d %H:%M UTC") if entry.created_at else "time unknown"
+
+
+def _candidate(artifact_path: str | Path, model_name: str | None, reason: str, what: str) -> tuple[Path, str]:
+    """The resolved folder of a trained candidate and its name; refuses a folder without candidate.json
+    (FileNotFoundError) and an empty reason."""
+    folder = Path(artifact_path).expanduser().resolve()
+    card = read_candidate_card(folder)  # raises FileNotFoundError when not a trained candidate
+    if not reason or not reason.strip():
+        raise ValueError(f"{what} needs a reason")
+    return folder, model_name or card.get("name") or folder.name
 
 
 def default_export_path(runs_root: str | Path, config_name: str) -> Path:
@@ -197,13 +242,18 @@ class Registry:
 
     @staticmethod
     def _state(events: list[Entry]) -> State:
-        last = events[-1] if events else None
+        serving_events = [e for e in events if e.event not in (SHADOW, REJECT)]
+        last = serving_events[-1] if serving_events else None
         undone = next((e for e in events if last and e.seq == last.undoes_seq), None)
-        return State(tuple(_replay(events)), last, undone)
+        return State(tuple(_replay(events)), last, undone, _in_shadow(events))
 
     def current(self) -> Entry | None:
         """The promotion in force (a `promote` entry), or None while the production model serves."""
         return self.state().current
+
+    def in_shadow(self) -> Entry | None:
+        """The candidate in shadow (its `shadow` entry), or None."""
+        return self.state().shadow
 
     # --- writes ----------------------------------------------------------------------------------
     @contextmanager
@@ -230,11 +280,7 @@ class Registry:
     ) -> Entry:
         """Put a trained candidate folder into production; returns its entry (the current one when that
         artifact is already in production)."""
-        folder = Path(artifact_path).expanduser().resolve()
-        card = read_candidate_card(folder)  # raises FileNotFoundError when not a trained candidate
-        if not reason or not reason.strip():
-            raise ValueError("a promotion needs a reason")
-        name = model_name or card.get("name") or folder.name
+        folder, name = _candidate(artifact_path, model_name, reason, "a promotion")
         metrics_json = json.dumps(metrics or {}, sort_keys=True, default=str)
         with self._locked() as conn:
             current = self._state(_events(conn)).current
@@ -290,6 +336,65 @@ class Registry:
             events = self._export_locked(conn)
         return next(e for e in events if e.seq == seq)
 
+    def shadow(
+        self,
+        artifact_path: str | Path,
+        *,
+        reason: str,
+        metrics: dict[str, Any] | None = None,
+        cycle_id: str | None = None,
+        model_name: str | None = None,
+    ) -> Entry:
+        """Put a trained candidate folder in shadow (it serves nothing; the router service logs its decisions
+        beside the router in service) until it is promoted or rejected, or another candidate goes in shadow.
+        Returns its entry; a no-op returning the existing entry when that artifact is in shadow already, or
+        the current promotion when it is the one serving."""
+        folder, name = _candidate(artifact_path, model_name, reason, "a shadow")
+        metrics_json = json.dumps(metrics or {}, sort_keys=True, default=str)
+        with self._locked() as conn:
+            state = self._state(_events(conn))
+            for entry in (state.shadow, state.current):
+                if entry is not None and entry.artifact_path == str(folder):
+                    return entry
+            seq = conn.execute(
+                promotions.insert().values(
+                    event=SHADOW,
+                    model_name=name,
+                    artifact_path=str(folder),
+                    metrics_json=metrics_json,
+                    cycle_id=cycle_id,
+                    reason=reason.strip(),
+                    created_at=utcnow(),
+                )
+            ).inserted_primary_key[0]
+            events = self._export_locked(conn)
+        return next(e for e in events if e.seq == seq)
+
+    def reject(self, reason: str, *, metrics: dict[str, Any] | None = None) -> Entry:
+        """End the shadow without promoting: records a `reject` event naming the candidate (`undoes_seq`: its
+        shadow entry) with the reason and, optionally, what its shadow measured. Refuses (RegistryError) when
+        no candidate is in shadow."""
+        if not reason or not reason.strip():
+            raise ValueError("a rejection needs a reason")
+        with self._locked() as conn:
+            shadow = self._state(_events(conn)).shadow
+            if shadow is None:
+                raise RegistryError("nothing to reject: no candidate is in shadow")
+            seq = conn.execute(
+                promotions.insert().values(
+                    event=REJECT,
+                    model_name=shadow.model_name,
+                    artifact_path=shadow.artifact_path,
+                    metrics_json=json.dumps(metrics or {}, sort_keys=True, default=str),
+                    cycle_id=shadow.cycle_id,
+                    reason=reason.strip(),
+                    created_at=utcnow(),
+                    undoes_seq=shadow.seq,
+                )
+            ).inserted_primary_key[0]
+            events = self._export_locked(conn)
+        return next(e for e in events if e.seq == seq)
+
     def _export_locked(self, conn: sa.Connection) -> list[Entry]:
         """Write the export from inside the write transaction: exports happen in the order of the writes,
         so the file never goes back to an older state. Returns the events it exported."""
@@ -299,9 +404,10 @@ class Registry:
         return events
 
     def snapshot(self) -> dict[str, Any]:
-        """What the JSON export holds: who serves (`serving`: state, model name, one-line message), the
-        promotion in force (`current`, null while the production model serves), the stack of promotions
-        a rollback walks back through (seqs, oldest first) and the whole event history."""
+        """What the JSON export holds: who serves (`serving`: state, model name, the candidate in shadow's
+        name, one-line message), the promotion in force (`current`, null while the production model
+        serves), the candidate in shadow (`shadow`, null when none), the stack of promotions a rollback
+        walks back through (seqs, oldest first) and the whole event history."""
         return self._snapshot(self.history())
 
     def _snapshot(self, events: list[Entry]) -> dict[str, Any]:
@@ -309,6 +415,7 @@ class Registry:
         return {
             "serving": state.as_dict(),
             "current": state.current.as_dict() if state.current else None,
+            "shadow": state.shadow.as_dict() if state.shadow else None,
             "stack": [e.seq for e in state.stack],
             "history": [e.as_dict() for e in events],
         }

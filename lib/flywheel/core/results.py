@@ -116,8 +116,31 @@ class ReviewSummary(BaseModel):
     audit_agreement: dict[str, Any] = Field(default_factory=dict)
 
 
+class PolicyYield(BaseModel):
+    """What one review policy bought in a cycle (flywheel.triage.budget.policy_yield)."""
+
+    selected: int = Field(description="records it sent to the experts")
+    answered: int = Field(description="of those, records with at least one expert answer")
+    errors: int = Field(description="answered records whose experts' majority names another expert")
+    error_share: float | None = Field(description="errors / answered; None when nothing was answered")
+
+
+class ReviewBudget(BaseModel):
+    """How the cycle's review budget was spent: `budget` None means no cap (the audit sample and the whole
+    unsatisfactory queue, recorded as policies `audit` and `unsatisfied`)."""
+
+    budget: int | None
+    policies: dict[str, float]
+    quotas: dict[str, int] = Field(default_factory=dict, description="records per policy from the shares")
+    spent: dict[str, int] = Field(description="records chosen per policy, after unused share flowed on")
+    reassigned: dict[str, str] = Field(default_factory=dict, description="skipped policy -> its heir")
+    skipped: dict[str, str] = Field(default_factory=dict, description="policy -> why it chose nothing")
+    bought: dict[str, PolicyYield] = Field(default_factory=dict, description="per policy, after the pull")
+
+
 class TriageResult(StageResult):
-    """While the review is awaited, only `reviewed`, `review` and `awaiting_review` are recorded."""
+    """While the review is awaited, only `reviewed`, `review`, `awaiting_review` and `review_budget` are
+    recorded."""
 
     stage: ClassVar[str] = "02_triage"
 
@@ -127,6 +150,7 @@ class TriageResult(StageResult):
     causes: dict[str, int] | None = Field(default=None, description="experts' answers on the cause")
     judges: list[dict[str, Any]] | None = Field(default=None, description="judge_scoring.score_cycle's rows")
     ground_truth: GroundTruthRef | None = None
+    review_budget: ReviewBudget | None = Field(default=None, description="records per policy, and yield")
 
     @model_serializer(mode="wrap")
     def _omit_unfinished(self, handler: Any) -> dict[str, Any]:
@@ -134,6 +158,8 @@ class TriageResult(StageResult):
         if self.awaiting_review:  # the stage's later steps have not run: no keys for them
             for key in ("causes", "judges", "ground_truth"):
                 data.pop(key, None)
+        if self.review_budget is None:  # a stage that chose nothing (driven without `select`)
+            data.pop("review_budget", None)
         return data
 
 

@@ -62,6 +62,9 @@ class _ProbaRouter:
         return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]
 
 
+ENSEMBLE_MEMBERS = "members"  # an ensemble folder keeps a copy of each member, so it travels whole
+
+
 def write_candidate_card(folder: Path, **card) -> None:
     (folder / "candidate.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
 
@@ -153,6 +156,26 @@ class EncoderRouter(_ProbaRouter):
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
 
 
+class EnsembleRouter(_ProbaRouter):
+    """Soft voting: the weighted mean of its members' probabilities (each put in the ensemble's label
+    order). Its cost is every member's: each query runs them all."""
+
+    def __init__(self, name: str, members: list, weights: list[float], labels: list[str]):
+        missing = [m.name for m in members if not hasattr(m, "predict_proba")]
+        if missing:
+            raise ValueError(f"{name}: members {missing} give no probabilities (predict_proba)")
+        self.name = name
+        self.members = members
+        self.weights = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+        self.labels = list(labels)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        total = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        for weight, member in zip(self.weights, self.members, strict=True):
+            total += weight * align_proba(member.predict_proba(texts), member.labels, self.labels)
+        return total
+
+
 class EndpointRouter:
     """A model behind any OpenAI-compatible endpoint, asked to route by generation (the long prompt with
     the catalog's descriptions); an answer naming no single expert is None, counted wrong."""
@@ -207,6 +230,9 @@ def load_router(folder: str | Path, production: Router | None = None) -> Router:
         return load_causal_router(folder, card)
     if card["kind"] == "endpoint":
         return EndpointRouter(card["name"], card["endpoint"], card["experts"])
+    if card["kind"] == "ensemble":
+        members = [load_router(folder / ENSEMBLE_MEMBERS / name) for name in card["members"]]
+        return EnsembleRouter(card["name"], members, card["weights"], card["labels"])
     raise ValueError(f"{folder}: unknown candidate kind {card['kind']!r}")
 
 

@@ -141,6 +141,29 @@ audit_items = sa.Table(
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+review_selections = sa.Table(
+    "review_selections",
+    metadata,
+    sa.Column("interaction_id", sa.String(200), sa.ForeignKey("interactions.id"), primary_key=True),
+    sa.Column("cycle_id", sa.String(200), primary_key=True),
+    sa.Column("task", sa.String(20), nullable=False),  # triage | audit
+    sa.Column("policy", sa.String(40), nullable=False),  # REVIEW_POLICIES
+    sa.Column("score", sa.Float),  # the policy's priority for the record (None: random)
+    sa.Column("selected_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+shadow_decisions = sa.Table(
+    "shadow_decisions",
+    metadata,
+    sa.Column("interaction_id", sa.String(200), sa.ForeignKey("interactions.id"), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False),  # SHADOW_ROLES
+    sa.Column("decision", sa.String(200)),  # the expert it chose (None: no single expert)
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+)
+SHADOW_ROLES = ("production", "candidate")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL: readers and the one writer do not block each other, so the router service keeps logging while
     an ingest writes the same file; a writer waits for another's transaction (busy timeout) instead of
@@ -268,6 +291,20 @@ class Store:
             raise ValueError(f"unknown audit split(s) {sorted(unknown)}: one of {AUDIT_SPLITS}")
         with self.engine.begin() as conn:
             return self._insert_new(conn, audit_items, rows, ["interaction_id"])
+
+    def add_review_selections(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Why records went to the experts: (interaction_id, cycle_id, task, policy, score, selected_at); a
+        record already selected in that cycle keeps its first policy. Returns how many were added."""
+        with self.engine.begin() as conn:
+            return self._insert_new(conn, review_selections, rows, ["interaction_id", "cycle_id"])
+
+    def add_shadow_decisions(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Decisions made in shadow: (interaction_id, model, role, decision, decided_at); the first one per
+        (interaction, model) is kept. Returns how many were added."""
+        if unknown := {row["role"] for row in rows} - set(SHADOW_ROLES):
+            raise ValueError(f"unknown shadow role(s) {sorted(unknown)}: one of {SHADOW_ROLES}")
+        with self.engine.begin() as conn:
+            return self._insert_new(conn, shadow_decisions, rows, ["interaction_id", "model"])
 
     def write_batch(
         self,
@@ -452,6 +489,23 @@ class Store:
         query = sa.select(audit_items).order_by(audit_items.c.sampled_at, audit_items.c.interaction_id)
         with self.engine.connect() as conn:
             return _utc_columns(pd.read_sql(query, conn), ("sampled_at",))
+
+    def review_selections_frame(self) -> pd.DataFrame:
+        query = sa.select(review_selections).order_by(
+            review_selections.c.cycle_id, review_selections.c.interaction_id
+        )
+        with self.engine.connect() as conn:
+            return _utc_columns(pd.read_sql(query, conn), ("selected_at",))
+
+    def shadow_frame(self, role: str | None = None) -> pd.DataFrame:
+        """Shadow decisions (one role's when `role` is given)."""
+        query = sa.select(shadow_decisions).order_by(
+            shadow_decisions.c.interaction_id, shadow_decisions.c.model
+        )
+        if role is not None:
+            query = query.where(shadow_decisions.c.role == role)
+        with self.engine.connect() as conn:
+            return _utc_columns(pd.read_sql(query, conn), ("decided_at",))
 
 
 def _has_feedback() -> sa.ColumnElement[bool]:

@@ -33,7 +33,17 @@ from stdnum import luhn
 from flywheel.core.files import atomic_write_bytes, atomic_write_json
 from flywheel.demo.world import behaviour, phrasebook
 
-__all__ = ["GENERATOR_VERSION", "PRODUCTION_MODEL", "generate_demo", "router_system_prompt"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "PRODUCTION_MODEL",
+    "DemoSimulation",
+    "generate_demo",
+    "outcome_odds",
+    "router_system_prompt",
+    "simulate_demo",
+    "token_counts",
+    "write_demo",
+]
 
 PRODUCTION_MODEL = "llama-3.1-70b-instruct"
 GENERATOR_VERSION = "2"  # part of the demo world's cache key: bump it when the output changes
@@ -440,24 +450,33 @@ class _World:
 
     def outcome(self, q: _Question, routed: str) -> tuple[bool, str]:
         """(satisfied, cause): the user's verdict and the true reason when unhappy."""
-        rng, sat = self.rng, self.behaviour.satisfaction
-        if q.true_expert is None:
-            p = sat.out_of_scope_unsatisfied.get(q.style.split(":", 1)[1], sat.other_out_of_scope_unsatisfied)
-            return (False, "out_of_scope") if self.unsat_oos(p) else (True, "none")
-        if routed != q.true_expert:
-            unhappy = self.unsat_misrouted(sat.unsatisfied_when_misrouted)
-            return (False, "routing") if unhappy else (True, "none")
-        if q.launch:
-            launch = self.behaviour.launch.unsatisfied[q.launch]
-            p_unsat, p_retrieval = launch.unsatisfied, launch.retrieval
-        else:
-            style = "long" if q.style.startswith("long") else q.style
-            p_unsat = sat.unsatisfied_when_routed_right.get(q.true_expert, sat.unlisted_expert_unsatisfied)
-            p_unsat += sat.style_bonus.get(style, 0.0)
-            p_retrieval = sat.retrieval_share.get(q.true_expert, sat.unlisted_expert_retrieval_share)
+        cause, p_unsat, p_retrieval = outcome_odds(q, routed)
+        if cause == "out_of_scope":
+            return (False, cause) if self.unsat_oos(p_unsat) else (True, "none")
+        if cause == "routing":
+            return (False, cause) if self.unsat_misrouted(p_unsat) else (True, "none")
         if not self.unsat_correct(p_unsat):
             return True, "none"
-        return False, ("retrieval" if rng.random() < p_retrieval else "generation")
+        return False, ("retrieval" if self.rng.random() < p_retrieval else "generation")
+
+
+def outcome_odds(q: _Question, routed: str) -> tuple[str | None, float, float]:
+    """(cause, p_unsatisfied, p_retrieval) of the user's verdict on a routing decision: an unhappy user's
+    cause is `cause`, or when None (the right expert answered) retrieval with p_retrieval, else generation."""
+    b = behaviour()
+    sat = b.satisfaction
+    if q.true_expert is None:
+        kind = q.style.split(":", 1)[1]
+        return "out_of_scope", sat.out_of_scope_unsatisfied.get(kind, sat.other_out_of_scope_unsatisfied), 0.0
+    if routed != q.true_expert:
+        return "routing", sat.unsatisfied_when_misrouted, 0.0
+    if q.launch:
+        launch = b.launch.unsatisfied[q.launch]
+        return None, launch.unsatisfied, launch.retrieval
+    style = "long" if q.style.startswith("long") else q.style
+    p_unsat = sat.unsatisfied_when_routed_right.get(q.true_expert, sat.unlisted_expert_unsatisfied)
+    p_unsat += sat.style_bonus.get(style, 0.0)
+    return None, p_unsat, sat.retrieval_share.get(q.true_expert, sat.unlisted_expert_retrieval_share)
 
 
 # --- feedback and answers -----------------------------------------------------------------------------------
@@ -520,6 +539,13 @@ def _answer(q: _Question, routed: str, satisfied: bool, cause: str, rng: random.
     return text
 
 
+def token_counts(system: str, query: str, answer: str) -> tuple[int, int]:
+    """(prompt, completion) tokens the production LLM reports for a routing request and its answer."""
+    # ~4 characters per token, plus the chat template's few special tokens.
+    prompt_tokens = 11 + round(len(system) / 4.0) + max(1, round(len(query) / 3.7))
+    return prompt_tokens, max(1, math.ceil(len(answer) / 4)) + 1
+
+
 def _record(
     ix: str,
     ev: _Event,
@@ -532,9 +558,7 @@ def _record(
 ) -> dict[str, Any]:
     """The log line as production writes it."""
     query = ev.question.text
-    # ~4 characters per token, plus the chat template's few special tokens.
-    prompt_tokens = 11 + round(len(system) / 4.0) + max(1, round(len(query) / 3.7))
-    completion_tokens = max(1, math.ceil(len(routed) / 4)) + 1
+    prompt_tokens, completion_tokens = token_counts(system, query, routed)
     ttft = 180 + 0.45 * prompt_tokens + rng.lognormvariate(math.log(110), 0.5)
     latency = ttft + 30 * completion_tokens + rng.lognormvariate(math.log(620), 0.45)
     if rng.random() < 0.02:  # the occasional slow request (queueing, retries)
@@ -652,10 +676,46 @@ def generate_demo(
     seed: int = 7,
 ) -> dict:
     """Write logs.jsonl, hidden_truth.jsonl and demo_meta.json into out_dir; return the meta dict."""
-    if n_interactions < 1 or weeks < 1:
-        raise ValueError("n_interactions and weeks must be positive")
+    return write_demo(out_dir, simulate_demo(experts, n_interactions, weeks, start, seed))
+
+
+def write_demo(out_dir: Path | str, simulation: DemoSimulation) -> dict:
+    """Write a simulated world's three files into out_dir (each atomically); return its meta dict."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "logs.jsonl", simulation.logs_bytes)
+    atomic_write_bytes(out / "hidden_truth.jsonl", simulation.truth_bytes)
+    atomic_write_json(out / "demo_meta.json", simulation.meta)
+    return simulation.meta
+
+
+@dataclass
+class DemoSimulation:
+    """The generated world in memory, before it is written (flywheel.demo.weekly releases it week by week).
+
+    ``lines`` are the log lines in file order as (event position, 0 for the event's own line or k for the
+    k-th duplicate copy, text); ``events[position]`` is the interaction a line belongs to or sits after."""
+
+    world: _World
+    events: list[_Event]
+    lines: list[tuple[int, int, str]]
+    malformed_at: set[int]
+    truth: list[dict[str, Any]]
+    meta: dict[str, Any]
+    logs_bytes: bytes
+    truth_bytes: bytes
+
+
+def simulate_demo(
+    experts: dict[str, str],
+    n_interactions: int = 1200,
+    weeks: int = 6,
+    start: str = "2026-09-07",
+    seed: int = 7,
+) -> DemoSimulation:
+    """The world `generate_demo` writes, with the events behind its lines (same arguments, same world)."""
+    if n_interactions < 1 or weeks < 1:
+        raise ValueError("n_interactions and weeks must be positive")
     rng = random.Random(seed)
     world = _World(dict(experts), weeks, rng)
     traffic, launch, hygiene = world.behaviour.traffic, world.behaviour.launch, world.behaviour.log_hygiene
@@ -758,10 +818,7 @@ def generate_demo(
         "logs.jsonl": hashlib.sha256(logs_bytes).hexdigest(),
         "hidden_truth.jsonl": hashlib.sha256(truth_bytes).hexdigest(),
     }
-    atomic_write_bytes(out / "logs.jsonl", logs_bytes)
-    atomic_write_bytes(out / "hidden_truth.jsonl", truth_bytes)
-    atomic_write_json(out / "demo_meta.json", meta)
-    return meta
+    return DemoSimulation(world, events, lines, malformed_at, truth, meta, logs_bytes, truth_bytes)
 
 
 def _meta(

@@ -9,7 +9,12 @@ needed.
 
 On test, a cascade is scored like any candidate (`<student>+defer`), with its deferral share, a cost of
 student cost + deferral share x production cost, and per-query latency = the student's measured latency plus
-the production router's logged latency on the deferred items."""
+the production router's logged latency on the deferred items.
+
+A deferred item takes the production model's own decision (logged or in shadow): where a small router
+answered and production never saw the item, the cascade's decision is unknown, so thresholds are chosen on
+the validation items with a production decision, and on test a cascade is scored like the baseline, on the
+items with one (`n` = the baseline's `baseline_n`)."""
 
 from __future__ import annotations
 
@@ -106,26 +111,31 @@ def cascade_row(
     baseline: dict,
     slices: Slices,
     alpha: float,
+    production: list[str | None] | None = None,
 ) -> tuple[dict, list[str | None]]:
     """The cascade on test: its row (like a candidate's, plus threshold and deferral) and decisions.
 
     `student_seconds` are the student's batch-1 latencies measured here, reused in turn across the test
-    items; `logged_seconds` the production router's logged latency per test item."""
-    truth = test["label"].tolist()
-    production = test["routed_expert"].tolist()
+    items; `logged_seconds` the production router's logged latency per test item; `production` its decision
+    per test item, None where unknown (default: the logged `routed_expert`). Scored on the items with one."""
+    production = test["routed_expert"].tolist() if production is None else list(production)
     decisions, deferred = cascade_decisions(proba, labels, choice.threshold, production)
     share = float(deferred.mean())
     student = np.resize(np.asarray(student_seconds, dtype=float), len(test))
     latency = latency_stats(student + np.where(deferred, np.asarray(logged_seconds, dtype=float), 0.0))
     latency["latency_samples"] = latency.pop("n")
-    paired = mcnemar_paired(truth, production, decisions)
+    known = np.array([p is not None for p in production], dtype=bool)
+    truth = [t for t, k in zip(test["label"], known, strict=True) if k]
+    scored = [d for d, k in zip(decisions, known, strict=True) if k]
+    production_known = [p for p in production if p is not None]
+    paired = mcnemar_paired(truth, production_known, scored)
     row = {
         "name": cascade_name(student_row["name"]),
         "kind": "cascade",
         "student": student_row["name"],
-        **accuracy_with_ci(truth, decisions, alpha=alpha),
-        "agreement": agreement(decisions, production),
-        **slices.scores(decisions, truth, alpha),
+        **accuracy_with_ci(truth, scored, alpha=alpha),
+        "agreement": agreement(scored, production_known),
+        **slices.subset(known).scores(scored, truth, alpha),
         "threshold": choice.threshold,
         "deferral_share": share,
         "validation_deferral_share": choice.deferral_share,

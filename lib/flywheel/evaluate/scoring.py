@@ -1,5 +1,11 @@
 """Score the baseline and each candidate on the test split: accuracy, paired test, agreement with production,
-latency, cost (and, where the source knows it, the hidden-truth and unseen-template slices)."""
+latency, cost (and, where the source knows it, the hidden-truth and unseen-template slices).
+
+The baseline is the production model judged by its own decisions (`flywheel.core.decisions`): logged where it
+answered, else asked in shadow. Once a small router serves, some test items have neither: the baseline row is
+scored on the `baseline_n` items that have one (`baseline_missing` left out), the paired test and agreement
+compare on those shared items, and every other model still scores on all test items. Its latency and cost
+come only from interactions the production model answered itself."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from flywheel.core.config import EvalConfig
+from flywheel.core.decisions import ProductionDecisions
 from flywheel.core.routers import Router, model_size
 from flywheel.evaluate.cost import cost_per_1k_from_hardware, cost_per_1k_from_tokens
 from flywheel.evaluate.metrics import accuracy_with_ci, latency_stats, mcnemar_paired
@@ -21,20 +28,78 @@ BASELINE = "baseline"
 THROUGHPUT_BATCH = 32
 
 
+def logged_production(
+    test: pd.DataFrame, logs: pd.DataFrame, *frames: pd.DataFrame | None
+) -> ProductionDecisions:
+    """Every logged decision of these items is the production model's (logs from before a small router
+    served): their `routed_expert`, the model most of the test items' logs name."""
+    items = pd.concat([f[["id", "routed_expert"]] for f in (test, *frames) if f is not None])
+    ids = items["id"].to_numpy()
+    model = logs.set_index("id").loc[test["id"], "model"].mode().iloc[0]
+    return ProductionDecisions(
+        model=str(model),
+        decision=pd.Series(items["routed_expert"].to_numpy(), index=ids, dtype=object),
+        logged=pd.Series(True, index=ids, dtype=bool),
+    )
+
+
+def production_logs(
+    test: pd.DataFrame, logs: pd.DataFrame, production: ProductionDecisions
+) -> tuple[pd.DataFrame, str]:
+    """The logs the baseline's latency and tokens come from, and where from: the test items the production
+    model answered itself, else (it answered none) every interaction it answered."""
+    by_id = logs.set_index("id")
+    answered = production.logged.reindex(test["id"], fill_value=False).to_numpy(dtype=bool)
+    if answered.any():
+        return by_id.loc[test["id"][answered]], "logged"
+    answered_anywhere = production.logged.reindex(by_id.index, fill_value=False).to_numpy(dtype=bool)
+    if not answered_anywhere.any():
+        raise ValueError(
+            f"no logged interaction was answered by the production model {production.model!r}: its latency "
+            "and cost are unknown (set split.production_model to its name in the logs)"
+        )
+    return by_id[answered_anywhere], "logged (production-answered interactions outside the test split)"
+
+
+def production_seconds(test: pd.DataFrame, logs: pd.DataFrame, production: ProductionDecisions) -> np.ndarray:
+    """Per test item, the production model's latency in seconds: logged where it answered the item, else its
+    median logged latency (a deferred query it never saw would take about that)."""
+    own, _ = production_logs(test, logs, production)
+    answered = production.logged.reindex(test["id"], fill_value=False).to_numpy(dtype=bool)
+    logged = logs.set_index("id")["latency_ms"].reindex(test["id"]).to_numpy(dtype=float)
+    return np.where(answered, logged, float(own["latency_ms"].median())) / 1000
+
+
 def baseline_row(
-    test: pd.DataFrame, logs: pd.DataFrame, eval_cfg: EvalConfig, slices: Slices | None = None
+    test: pd.DataFrame,
+    logs: pd.DataFrame,
+    eval_cfg: EvalConfig,
+    slices: Slices | None = None,
+    production: ProductionDecisions | None = None,
 ) -> dict:
-    """The production model, judged by its logged decisions, logged latency and logged tokens."""
-    logged = logs.set_index("id").loc[test["id"]]
+    """The production model, judged by its own decisions (`production`; default: every test item's logged
+    decision) on the test items that have one, with the latency and tokens of the interactions it answered."""
+    production = production if production is not None else logged_production(test, logs)
+    decisions = production.on(test["id"])
+    known = np.array([d is not None for d in decisions], dtype=bool)
+    if not known.any():
+        raise ValueError(
+            f"none of the {len(test)} test items has a production decision (logged, or asked in shadow): "
+            "the baseline cannot be scored"
+        )
+    truth = [label for label, k in zip(test["label"], known, strict=True) if k]
+    decided = [d for d in decisions if d is not None]
+    logged, latency_source = production_logs(test, logs, production)
     prices = eval_cfg.prices
-    decisions = test["routed_expert"].tolist()
     row = {
         "name": BASELINE,
         "kind": "production",
-        "model": str(logged["model"].mode().iloc[0]),
-        **accuracy_with_ci(test["label"].tolist(), decisions, alpha=eval_cfg.alpha),
+        "model": production.model,
+        **accuracy_with_ci(truth, decided, alpha=eval_cfg.alpha),
+        "baseline_n": int(known.sum()),  # test items with a production decision: the paired tests' items
+        "baseline_missing": int((~known).sum()),  # test items a small router answered, unseen by production
         "agreement": 1.0,
-        **(slices or Slices()).scores(decisions, test["label"].tolist(), eval_cfg.alpha),
+        **(slices or Slices()).subset(known).scores(decided, truth, eval_cfg.alpha),
         **_latency((logged["latency_ms"] / 1000).tolist()),
         "cost_per_1k": cost_per_1k_from_tokens(
             logged["tokens_in"].mean(),
@@ -43,7 +108,7 @@ def baseline_row(
             prices.baseline_usd_per_m_tokens_out,
         ),
         "cost_basis": prices.baseline_note,
-        "latency_source": "logged",
+        "latency_source": latency_source,
         "is_baseline": True,
     }
     return row
@@ -102,19 +167,24 @@ def candidate_row(
     predictions: list[str | None] | None = None,
 ) -> tuple[dict, list[str | None], list[float]]:
     """A candidate run here on the test items: its row, its decisions and its measured batch-1 seconds.
-    `predictions`: its decisions when already known (the argmax of its probabilities), else predicted."""
+    `predictions`: its decisions when already known (the argmax of its probabilities), else predicted.
+    `baseline_pred`: the production decisions, None where unknown: the paired test and the agreement compare
+    on the items that have one."""
     texts = test["text"].tolist()
     truth = test["label"].tolist()
     if predictions is None:
         predictions = router.predict(texts)
     timing = time_router(router, texts, eval_cfg.latency_queries, eval_cfg.warmup_queries)
     seconds = timing.pop("seconds")
-    paired = mcnemar_paired(truth, baseline_pred, predictions)
+    shared = [i for i, p in enumerate(baseline_pred) if p is not None]
+    shared_production = [baseline_pred[i] for i in shared]
+    shared_predictions = [predictions[i] for i in shared]
+    paired = mcnemar_paired([truth[i] for i in shared], shared_production, shared_predictions)
     row = {
         "name": router.name,
         "kind": "single",
         **accuracy_with_ci(truth, predictions, alpha=eval_cfg.alpha),
-        "agreement": agreement(predictions, baseline_pred),
+        "agreement": agreement(shared_predictions, shared_production),
         **(slices or Slices()).scores(predictions, truth, eval_cfg.alpha),
         **timing,
         **time_to_first_token(router, texts, eval_cfg.ttft_queries),

@@ -64,6 +64,15 @@ class Slices:
             unseen = (test_templates.notna() & ~test_templates.isin(seen)).to_numpy()
         return cls(hidden, unseen)
 
+    def subset(self, keep: np.ndarray) -> Slices:
+        """The slices of the test items where `keep` (a boolean mask over the test items) is True."""
+        keep = np.asarray(keep, dtype=bool)
+        hidden = self.hidden_truth
+        if hidden is not None:
+            hidden = [truth for truth, kept in zip(hidden, keep, strict=True) if kept]
+        unseen = None if self.unseen_template is None else self.unseen_template[keep]
+        return Slices(hidden, unseen)
+
     def scores(self, decisions: Sequence[str | None], labels: Sequence[str], alpha: float) -> dict:
         """`hidden_truth_*` (the decisions against the hidden truth on the test items it covers) and
         `unseen_template_*` (against the test labels, on the unseen-template items); no keys where the

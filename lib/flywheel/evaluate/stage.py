@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from flywheel.core.cascade import write_cascade
-from flywheel.core.config import Config
+from flywheel.core.config import Config, load_config
+from flywheel.core.decisions import ProductionDecisions
 from flywheel.core.files import atomic_write_json
 from flywheel.core.log_sources import log_source
 from flywheel.core.registry import Entry, Registry, default_export_path
@@ -33,7 +34,14 @@ from flywheel.evaluate.plots import (
     plot_per_expert,
 )
 from flywheel.evaluate.promote import PromotionRule, choose_promotion
-from flywheel.evaluate.scoring import BASELINE, baseline_row, candidate_row, headline_table
+from flywheel.evaluate.scoring import (
+    BASELINE,
+    baseline_row,
+    candidate_row,
+    headline_table,
+    logged_production,
+    production_seconds,
+)
 from flywheel.evaluate.slices import Slices, read_hidden_truth
 
 LOG_COLUMNS = ["id", "model", "latency_ms", "tokens_in", "tokens_out"]
@@ -85,6 +93,8 @@ class Evaluation:
         lines += [f"  not promoted: {name}: {why}" for name, why in self.decision["rejected"].items()]
         lines += [f"  no cascade: {name}: {why}" for name, why in self.cascades_skipped.items()]
         lines.append(f"registry: {registry_entry.model_name if registry_entry else 'unchanged'}")
+        if "next_step" in self.decision:
+            lines.append(self.decision["next_step"])
         return "\n".join(lines)
 
     def result(self) -> EvalResult:
@@ -94,12 +104,14 @@ class Evaluation:
 
 def run_eval(run: RunDir, config: Config, store: Store) -> Evaluation:
     """Stage 4 on a run directory: the triage stage's test and validation splits, the finetune stage's
-    candidates and ablation students, the store's logs of the production model and, where the source knows
-    it (the demo), the hidden truth (scoring only)."""
+    candidates and ablation students, the store's logs and the production model's decisions (logged, or
+    in shadow where a small router answered) and, where the source knows it (the demo), the hidden truth
+    (scoring only)."""
     ground_truth = read_result(run, TriageResult).ground_truth
     finetune = read_result(run, FinetuneResult)
     splits = {name: ground_truth.load_split(name) for name in ("train", "validation", "test")}
-    logs = store.interactions_frame(LOG_COLUMNS)
+    logs = store.interactions_frame([*LOG_COLUMNS, "routed_expert", "timestamp"])
+    production = ProductionDecisions.of(logs, store.shadow_frame("production"), config.split.production_model)
     truth = read_hidden_truth(log_source(config.source.kind).hidden_truth(run))
     return evaluate_all(
         config,
@@ -110,6 +122,7 @@ def run_eval(run: RunDir, config: Config, store: Store) -> Evaluation:
         train=splits["train"],
         hidden_truth=truth,
         ablation_dirs=finetune.ablation_dirs,
+        production=production,
     )
 
 
@@ -123,18 +136,30 @@ def evaluate_all(
     train: pd.DataFrame | None = None,
     hidden_truth: pd.DataFrame | None = None,
     ablation_dirs: dict[str, Path] | None = None,
+    production: ProductionDecisions | None = None,
 ) -> Evaluation:
     """Baseline from its logs, each candidate measured here, each candidate's cascade (needs `validation`
     and `config.eval.cascades`); then the promotion rule over candidates and cascades alike. With
     `hidden_truth` (read_hidden_truth) the rows also score against it, and with `train` too, on the
-    unseen-template slice."""
+    unseen-template slice. `production`: the production model's decisions (ProductionDecisions.of the
+    store); None: every logged decision of the test and validation items is production's (`routed_expert`).
+    The baseline and cascades score on the test items with a production decision; cascade thresholds are
+    chosen on the validation items with one."""
     eval_cfg = config.eval
+    if production is None:
+        production = logged_production(test, logs, validation)
     slices = Slices.build(test, train, hidden_truth)
-    baseline = baseline_row(test, logs, eval_cfg, slices)
+    baseline = baseline_row(test, logs, eval_cfg, slices, production)
     rows, cascades, skipped = [baseline], [], {}
-    predictions = {BASELINE: test["routed_expert"].tolist()}
+    predictions = {BASELINE: production.on(test["id"])}
     cascade_predictions = {}
-    logged_seconds = (logs.set_index("id").loc[test["id"], "latency_ms"] / 1000).to_numpy()
+    logged_seconds = production_seconds(test, logs, production)
+    no_validation = "no validation split to choose its threshold on"
+    if validation is not None and not validation.empty:  # thresholds where a deferral's outcome is known
+        no_validation = "no validation item has a production decision to choose its threshold on"
+        validation_production = production.on(validation["id"])
+        validation = validation[[p is not None for p in validation_production]]
+        validation_production = [p for p in validation_production if p is not None]
     texts = test["text"].tolist()
     for name, folder in candidate_dirs.items():
         router = load_router(folder)
@@ -150,13 +175,13 @@ def evaluate_all(
             skipped[name] = "it gives no per-expert probabilities to threshold"
             continue
         if validation is None or validation.empty:
-            skipped[name] = "no validation split to choose its threshold on"
+            skipped[name] = no_validation
             continue
         choice = choose_threshold(
             _proba(router, validation["text"].tolist()),
             list(router.labels),
             validation["label"].tolist(),
-            validation["routed_expert"].tolist(),
+            validation_production,
             eval_cfg.cascade_target_points,
         )
         if choice.threshold is None:
@@ -164,7 +189,7 @@ def evaluate_all(
             continue
         cascade, cascade_predictions[cascade_name(name)] = cascade_row(
             row, seconds, proba, list(router.labels), choice, test, logged_seconds, baseline, slices,
-            eval_cfg.alpha,
+            eval_cfg.alpha, production=predictions[BASELINE],
         )  # fmt: skip
         cascades.append(cascade)
     rows += cascades
@@ -187,12 +212,23 @@ def _proba(router, texts: list[str]) -> np.ndarray | None:
         return None
 
 
-def record_promotion(run: RunDir, store: Store, evaluation: Evaluation) -> Entry | None:
+def record_promotion(
+    run: RunDir, store: Store, evaluation: Evaluation, promote_via: str | None = None
+) -> Entry | None:
     """Put the promoted router into the registry (the router service then serves it): a candidate's own
-    folder, or for a cascade a cascade folder (`artifacts/cascades/<name>`: the student and its threshold)."""
+    folder, or for a cascade a cascade folder (`artifacts/cascades/<name>`: the student and its threshold).
+
+    With `promote_via` "shadow" (default: the run's `eval.promote_via`) it goes in shadow instead: the
+    service logs its decisions beside the router in service for a week, then it is promoted or rejected
+    (`flywheel run`). The decision (and so summary.json) records which (`registry_event`, `next_step`)."""
     name = evaluation.decision["promoted"]
     if name is None:
         return None
+    if promote_via is None:  # a run directory without its config (tests) promotes at once
+        configured = run.config_path.exists()
+        promote_via = load_config(run.config_path).eval.promote_via if configured else "registry"
+    if promote_via not in ("registry", "shadow"):
+        raise ValueError(f"promote_via is 'registry' or 'shadow', got {promote_via!r}")
     row = next(r for r in evaluation.rows if r["name"] == name)
     folder = evaluation.candidate_dirs.get(name)
     if row.get("kind") == "cascade":
@@ -200,12 +236,21 @@ def record_promotion(run: RunDir, store: Store, evaluation: Evaluation) -> Entry
         folder = write_cascade(run.artifact("cascades", name), student_dir, row["threshold"], name)
     config_name = run.manifest().get("config", {}).get("name", "default")
     registry = Registry(store, default_export_path(run.runs_root, config_name))
-    return registry.promote(
+    record = registry.shadow if promote_via == "shadow" else registry.promote
+    entry = record(
         folder,
         reason=evaluation.decision["reason"],
         metrics={key: row[key] for key in REGISTRY_METRICS if row.get(key) is not None},
         cycle_id=run.cycle_id,
     )
+    evaluation.decision["registry_event"] = entry.event
+    if entry.event == "shadow":
+        evaluation.decision["next_step"] = (
+            f"{entry.model_name} goes to its shadow week: the router service logs its decisions beside the "
+            "router in service, without answering with them; it is promoted only if its agreement and "
+            "accuracy on that week's reviewed items hold"
+        )
+    return entry
 
 
 def save_plots(run: RunDir, evaluation: Evaluation, experts: list[str]) -> dict[str, Path]:

@@ -14,6 +14,7 @@ from flywheel.core.config import CandidateConfig
 from flywheel.core.results import TriageResult, read_result
 from flywheel.core.routers import load_router, write_candidate_card
 from flywheel.finetune.encoder import encoder_recipe, train_encoder
+from flywheel.finetune.ensemble import train_ensemble
 from flywheel.finetune.linear import train_linear
 from flywheel.finetune.recipes import check_recipe
 from flywheel.finetune.setfit_student import train_setfit
@@ -66,6 +67,9 @@ def train_candidate(
         record = train_setfit(candidate, train, experts, out_dir, seed, validation)
     elif candidate.kind == "encoder_classifier":
         record = train_encoder(candidate, train, experts, out_dir, seed, validation)
+    elif candidate.kind == "ensemble":  # its members were trained before it, beside it
+        member_dirs = {name: out_dir.parent / name for name in candidate.members or []}
+        record = train_ensemble(candidate, experts, out_dir, member_dirs, validation)
     elif candidate.kind == "endpoint":  # hosted elsewhere: nothing to train, only how to reach it
         write_candidate_card(
             out_dir,

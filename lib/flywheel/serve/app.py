@@ -3,8 +3,8 @@
     GET  /v1/models              the router in force (an empty list when there is none)
     POST /v1/chat/completions    route the last user message; the assistant message is the expert's name
     POST /v1/feedback            {interaction_id, thumbs | rating, comment} for an earlier answer
-    GET  /health                 liveness, the router in force (a cascade: its threshold and deferrals) and
-                                 the log writer's counts (no key needed)
+    GET  /health                 liveness, the router in force (a cascade: its threshold and deferrals), the
+                                 log writer's counts and the shadow decisions' (no key needed)
 
 Every answered question is logged to the store exactly once, as an interaction in the documented log schema
 with the measured routing latency, PII-masked with the config's `collect.pii` masker; the interaction id is
@@ -12,6 +12,15 @@ the completion id (`completion.id`, also the `X-Interaction-Id` header), which i
 The answer goes out only after its record is committed (`records.InteractionLog`): a request the store
 cannot take in time is refused with 503, never answered unlogged. Questions arriving together are routed in
 one `predict` call.
+
+After the answer, a worker of its own (`shadow.ShadowWorker`) decides each logged query in shadow: the
+production endpoint for a sampled share of the queries a small router answered
+(`production_shadow_share`), and the registry's candidate in shadow for every query; the decisions go to
+the store's `shadow_decisions` and never to the user, and their failures never fail a request.
+
+Timestamps (the logged interaction's, the completion's `created`, the shadow decisions') come from `clock`
+(default: now, UTC) and interaction ids from `new_interaction_id` (default: random): simulations pass their
+own, so that a simulated week's timestamps and ids are the same in every run; nothing over HTTP sets them.
 
 With an API key (`create_app(api_key=...)`, from the environment variable named by `serve.api_key_env`),
 every /v1 route needs `Authorization: Bearer <key>`, as OpenAI clients send it; `flywheel serve` refuses to
@@ -38,9 +47,10 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, Literal
 
 import openai
@@ -67,6 +77,7 @@ from flywheel.serve.records import (
     usage,
 )
 from flywheel.serve.routing import Decision, DeferralFailed, NoRouterAvailable, RouterProvider
+from flywheel.serve.shadow import ShadowJob, ShadowWorker, utc
 
 log = logging.getLogger("flywheel.serve")
 
@@ -401,16 +412,25 @@ def create_app(
     source: str = "serve",
     pii: PiiConfig | None = None,
     api_key: str | None = None,
+    production_shadow_share: float = 0.0,
+    clock: Callable[[], datetime] | None = None,
+    new_interaction_id: Callable[[], str] | None = None,
 ) -> FastAPI:
     """The service over a store and a router provider. `source` tags the logged interactions; `pii` is the
-    config's `collect.pii` (default settings when None); with `api_key`, /v1 routes need it."""
+    config's `collect.pii` (default settings when None); with `api_key`, /v1 routes need it;
+    `production_shadow_share` (`serve.production_shadow_share`) of the queries a small router answers are
+    also decided by the production endpoint in shadow; `clock` and `new_interaction_id` (simulations, tests)
+    date and name what is logged.
+    `app.state.shadow` is the shadow worker (`flush()` waits until its decisions are written)."""
     interaction_log = InteractionLog(store, pii, source=source)
     batcher = _RouteBatcher(provider)
+    shadows = ShadowWorker(store, provider, production_share=production_shadow_share, clock=clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
         interaction_log.close()  # commit what is queued before the process ends
+        shadows.close()  # then decide in shadow what was answered (its rows need the interactions)
         batcher.executor.shutdown(wait=False)
 
     app = FastAPI(
@@ -423,6 +443,7 @@ def create_app(
     )
     app.state.api_key_required = bool(api_key)
     app.state.interaction_log = interaction_log
+    app.state.shadow = shadows
     app.add_middleware(_Guard, api_key=api_key)
 
     @app.exception_handler(ApiError)
@@ -436,7 +457,11 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        counts = {"log": dict(interaction_log.counts), "routing": dict(batcher.counts)}
+        counts = {
+            "log": dict(interaction_log.counts),
+            "routing": dict(batcher.counts),
+            "shadow": shadows.describe(),
+        }
         try:
             active = provider.get()
         except NoRouterAvailable as err:
@@ -482,10 +507,11 @@ def create_app(
             log.exception("the router's endpoint failed (reference %s)", reference)
             message = f"the router's upstream endpoint failed; retry later (reference {reference})"
             raise ApiError(502, message, "upstream_error") from None
-        completion_id = new_completion_id()
+        completion_id = new_interaction_id() if new_interaction_id is not None else new_completion_id()
+        now = utc(clock()) if clock is not None else None
         prompt_tokens = sum(count_tokens(message_text(m.content)) for m in chat.messages)
         expert = decision.expert or UNROUTABLE
-        answer = chat_completion(completion_id, decision.model, expert, prompt_tokens)
+        answer = chat_completion(completion_id, decision.model, expert, prompt_tokens, created=now)
         latency_ms = 1000 * (time.perf_counter() - started)
         request_logged = dict(data)  # as sent
         session_header = request.headers.get(SESSION_HEADER)
@@ -502,8 +528,10 @@ def create_app(
             ttft_ms=latency_ms if chat.stream else None,
             user_id=user_id,
             session_id=pseudonym(session_header, "s") if session_header else f"s-{completion_id}",
+            timestamp=now,
         )
         await _logged(interaction_log.log_interaction(record))
+        shadows.submit(ShadowJob(completion_id, chat.question, decision))  # after the commit: rows need it
         headers = {"X-Interaction-Id": completion_id}
         if not chat.stream:
             return JSONResponse(answer, headers=headers)

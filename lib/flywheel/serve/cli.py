@@ -62,6 +62,7 @@ def serve(
         max_request_bytes=cfg.serve.max_request_bytes,
         pii=cfg.collect.pii,
         api_key=api_key,
+        production_shadow_share=cfg.serve.production_shadow_share,
     )
     typer.echo("loading the router and the PII masker ...", err=True)
     try:
@@ -75,11 +76,44 @@ def serve(
                 f"{cascade.production.name} (serve.production_endpoint) decides",
                 err=True,
             )
+    _echo_shadows(provider, cfg.serve.production_shadow_share)
     warm_up(cfg.collect.pii)
     key_note = f"API key from {cfg.serve.api_key_env}" if api_key else "no API key (loopback only)"
     typer.echo(f"flywheel router on http://{host}:{port}/v1 · {key_note} · store {handle}", err=True)
     # no access log: every request is in the store already, and a log line each costs ~5% of the CPU
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+
+
+def _echo_shadows(provider, share: float) -> None:
+    """Say what the service decides in shadow: the production model's share, the registry's candidate."""
+    from flywheel.serve.routing import NoRouterAvailable  # see serve(): start-up stays light
+
+    if share > 0:
+        if provider.production_model is None:
+            typer.echo(
+                "warning: serve.production_shadow_share is set but serve.production_endpoint is not: "
+                "nothing is asked in shadow",
+                err=True,
+            )
+        else:
+            typer.echo(
+                f"production in shadow: {provider.production_model} also decides {share:.0%} of the queries "
+                "a small router answers (logged, never answered)",
+                err=True,
+            )
+    try:
+        candidate = provider.shadow_candidate()
+    except NoRouterAvailable as err:
+        typer.echo(f"warning: {err}", err=True)
+        return
+    if candidate is not None:
+        cascade = candidate.threshold is not None
+        kind = f"a cascade at threshold {candidate.threshold:g}" if cascade else "a single router"
+        typer.echo(
+            f"in shadow: {candidate.name} ({kind}) decides every query beside the router in service "
+            "(logged, never answered)",
+            err=True,
+        )
 
 
 def promote(

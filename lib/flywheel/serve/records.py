@@ -89,12 +89,15 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def chat_completion(completion_id: str, model: str, content: str, prompt_tokens: int) -> dict[str, Any]:
-    """An OpenAI chat.completion response whose assistant message is the routed expert's name."""
+def chat_completion(
+    completion_id: str, model: str, content: str, prompt_tokens: int, created: datetime | None = None
+) -> dict[str, Any]:
+    """An OpenAI chat.completion response whose assistant message is the routed expert's name, `created`
+    at that time (default: now)."""
     return {
         "id": completion_id,
         "object": "chat.completion",
-        "created": int(time.time()),
+        "created": int(created.timestamp()) if created is not None else int(time.time()),
         "model": model,
         "choices": [
             {
@@ -161,7 +164,7 @@ def _retryable(err: BaseException) -> bool:
     return isinstance(err, sa.exc.DBAPIError) and err.connection_invalidated
 
 
-def _with_retries(write: Callable[[], Any], give_up_s: float, on_retry: Callable[[], None] = lambda: None):
+def with_retries(write: Callable[[], Any], give_up_s: float, on_retry: Callable[[], None] = lambda: None):
     """Run a store write, retrying with backoff while the store is locked or unreachable."""
     deadline = time.monotonic() + give_up_s
     pause = 0.02
@@ -253,7 +256,7 @@ def store_interaction(
     (row,) = _interaction_rows([record], source, masker, keep_original)
     if isinstance(row, Exception):
         raise row
-    _with_retries(lambda: _insert(store, [row]), give_up_s)
+    with_retries(lambda: _insert(store, [row]), give_up_s)
     return Interaction.model_validate(record)
 
 
@@ -265,7 +268,7 @@ def record_feedback(
     masker, _ = _masker(pii)
     comment = masker.mask(feedback.comment) if feedback.comment else None
     updates = [(interaction_id, _feedback_values(feedback, comment))]
-    return _with_retries(lambda: _update_feedback(store, updates), 60.0)[0]
+    return with_retries(lambda: _update_feedback(store, updates), 60.0)[0]
 
 
 @dataclass(slots=True)
@@ -422,7 +425,7 @@ class InteractionLog:
             return
         payloads = [payload for _, payload in items]
         try:
-            outcome = _with_retries(lambda: write(payloads), self.give_up_s, self._retried)
+            outcome = with_retries(lambda: write(payloads), self.give_up_s, self._retried)
         except Exception as err:
             if len(items) > 1 and not _retryable(err):
                 for item in items:

@@ -4,15 +4,31 @@ else none: the service answers 503 and the feedback form says why.
 
 A promoted (or default) cascade defers its least confident queries to the production endpoint: it needs
 `serve.production_endpoint`, and each decision names the model that made it (the student's or the production
-model's)."""
+model's).
+
+The registry's candidate in shadow (`RouterProvider.shadow_candidate`) is loaded beside the router in force;
+it decides without answering (`flywheel.serve.shadow` logs its decisions). A cascade in shadow never calls the
+production endpoint: a query it would defer takes the production decision when the service has one for that
+query (production answered it, or decided it in shadow); otherwise the student's own best guess is logged,
+under the model name `student_guess_model(name)` ("<name>/student"), so it is never mistaken for the
+cascade's decision."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.core.cascade import CASCADE, CascadeRouter, NoProductionRouter
+import numpy as np
+
+from flywheel.core.cascade import (
+    CASCADE,
+    STUDENT_FOLDER,
+    CascadeRouter,
+    NoProductionRouter,
+    cascade_decisions,
+)
 from flywheel.core.config import REPO_ROOT, Config, EndpointConfig
 from flywheel.core.registry import PRODUCTION, Registry
 from flywheel.core.routers import EndpointRouter, Router, load_router, read_candidate_card
@@ -89,6 +105,40 @@ class ActiveRouter:
         return decision
 
 
+def student_guess_model(name: str) -> str:
+    """The model name under which a cascade in shadow logs its student's guess for a query it would defer
+    and whose production decision the service does not have."""
+    return f"{name}/student"
+
+
+@dataclass(frozen=True)
+class ShadowCandidate:
+    """The registry's candidate in shadow, loaded: a single router, or a cascade's student and threshold
+    (`threshold` set). It decides, it never answers."""
+
+    name: str
+    artifact_path: str
+    router: Router
+    threshold: float | None = None
+
+    def decide(self, texts: list[str], production: Mapping[int, str | None]) -> list[Decision]:
+        """Its decisions on a batch. `production` holds the production model's decision for the queries
+        (by position) that have one; a cascade takes those for the queries it defers."""
+        if self.threshold is None:
+            return [Decision(expert, self.name) for expert in self.router.predict(texts)]
+        proba = np.asarray(self.router.predict_proba(texts), dtype=float)
+        labels = list(self.router.labels)
+        fallback = [production.get(i) for i in range(len(texts))]
+        decisions, deferred = cascade_decisions(proba, labels, self.threshold, fallback)
+        best = proba.argmax(axis=1)
+        return [
+            Decision(labels[best[i]], student_guess_model(self.name))
+            if deferred[i] and i not in production
+            else Decision(decisions[i], self.name)
+            for i in range(len(texts))
+        ]
+
+
 def configured_default_model(config: Config) -> Path | None:
     """`serve.default_model` as a folder; a relative path is taken from the repository root, so the service
     (run from anywhere) and the feedback form (run in its notebook's folder) agree."""
@@ -133,6 +183,12 @@ class RouterProvider:
         self.experts = experts or {}
         self._lock = threading.Lock()
         self._loaded: ActiveRouter | None = None
+        self._shadow: ShadowCandidate | None = None
+
+    @property
+    def production_model(self) -> str | None:
+        """The production endpoint's model name (what its decisions are logged as), None without one."""
+        return self.production_endpoint.model if self.production_endpoint is not None else None
 
     def resolve(self) -> tuple[str, str, str | None]:
         """(origin, artifact folder or production endpoint URL, name or None) of the router in force."""
@@ -173,6 +229,33 @@ class RouterProvider:
                 loaded = ActiveRouter(name or router.name, folder, origin, router)
                 self._loaded = loaded
         return loaded
+
+    def shadow_candidate(self) -> ShadowCandidate | None:
+        """The registry's candidate in shadow, loaded once per artifact; None when there is none. Raises
+        NoRouterAvailable when it cannot be loaded."""
+        entry = self.registry.state().shadow if self.registry is not None else None
+        if entry is None:
+            return None
+        loaded = self._shadow
+        name, where = entry.model_name, entry.artifact_path
+        if loaded is not None and (loaded.name, loaded.artifact_path) == (name, where):
+            return loaded
+        folder = Path(where)
+        try:
+            card = read_candidate_card(folder)
+            if card["kind"] == CASCADE:  # its student only: its deferrals are never sent to production
+                student = load_router(folder / card.get("student", STUDENT_FOLDER))
+                loaded = ShadowCandidate(name, where, student, float(card["threshold"]))
+            else:
+                loaded = ShadowCandidate(name, where, load_router(folder))
+        except (FileNotFoundError, OSError, ValueError, KeyError) as err:
+            raise NoRouterAvailable(f"the candidate in shadow at {folder} cannot be loaded: {err}") from err
+        self._shadow = loaded
+        return loaded
+
+    def production_router(self) -> EndpointRouter | None:
+        """A client of the production endpoint (None without one): the production model asked in shadow."""
+        return self._production_router() if self.production_endpoint is not None else None
 
     def _load(self, origin: str, where: str) -> Router:
         if origin == PRODUCTION:

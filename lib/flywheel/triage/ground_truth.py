@@ -13,6 +13,11 @@ Three splits, and where each label comes from:
   expert answered are left out, as are training texts that duplicate, exactly or nearly, a test or
   validation text (the leakage check), and exact duplicates within training (the expert-labelled copy stays).
 
+Teacher labels are production decisions only (`flywheel.core.decisions`): the logged decision where the
+production model answered, else its shadow decision. An interaction a small router answered without a
+production shadow decision gets no teacher label (counted as `no_teacher_decision` in the card): a model is
+never trained on labels derived from its own decisions.
+
 Text is PII-masked.
 """
 
@@ -26,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flywheel.core.decisions import ProductionDecisions
 from flywheel.core.embeddings import embed as embed_texts
 from flywheel.core.files import atomic_path, atomic_write_json
 from flywheel.core.labels import AMBIGUOUS
@@ -96,6 +102,16 @@ def _task(reviews: pd.DataFrame, task: str) -> pd.DataFrame:
     return reviews[reviews["task"].eq(task)]
 
 
+def production_of(
+    interactions: pd.DataFrame, shadow: pd.DataFrame | None = None, production_model: str | None = None
+) -> ProductionDecisions:
+    """The production decisions behind teacher labels: from `model` and the production shadow decisions;
+    a frame without a `model` column holds only production-decided logs."""
+    if "model" not in interactions.columns:
+        return ProductionDecisions.all_logged(interactions)
+    return ProductionDecisions.of(interactions, shadow, production_model)
+
+
 def label_interactions(
     interactions: pd.DataFrame,
     reviews: pd.DataFrame,
@@ -103,10 +119,28 @@ def label_interactions(
     audit: pd.DataFrame | None = None,
     teacher_labels: tuple[str, ...] | list[str] = ("satisfied", "no_feedback"),
     teacher_weight: float = 1.0,
+    production: ProductionDecisions | None = None,
 ) -> pd.DataFrame:
     """Every interaction with a usable label: its `split` (the audit's for audit items, else train), `label`,
     `label_source` and `weight`. Audit items take only the audit experts' majority, other items the triage
-    experts' majority, else the production router's decision where `teacher_labels` allows."""
+    experts' majority, else the production model's decision where `teacher_labels` allows (`production`,
+    default: `production_of(interactions)`); `teacher_from_shadow` marks teacher labels from a shadow
+    decision."""
+    frame = _label_all(interactions, reviews, audit, teacher_labels, teacher_weight, production)
+    return frame[frame["label"].isin(experts)]  # drops unlabelled, ambiguous, out-of-scope and pending ones
+
+
+def _label_all(
+    interactions: pd.DataFrame,
+    reviews: pd.DataFrame,
+    audit: pd.DataFrame | None,
+    teacher_labels: tuple[str, ...] | list[str],
+    teacher_weight: float,
+    production: ProductionDecisions | None,
+) -> pd.DataFrame:
+    """label_interactions before dropping the unusable: `no_teacher_decision` names the teacher source an
+    interaction would have had, were a production decision known."""
+    production = production if production is not None else production_of(interactions)
     audit = audit if audit is not None else pd.DataFrame(columns=["interaction_id", "split"])
     audit_split = audit.set_index("interaction_id")["split"]
     audit_votes = majority_labels(_task(reviews, AUDIT)).set_index("interaction_id")["label"]
@@ -128,12 +162,18 @@ def label_interactions(
         TEACHER_SATISFIED: rest & frame["satisfied"].eq(True) & ("satisfied" in teacher_labels),
         TEACHER_NO_FEEDBACK: rest & frame["satisfied"].isna() & ("no_feedback" in teacher_labels),
     }
+    teacher = frame["id"].map(production.decision)
+    from_shadow = frame["id"].map(production.from_shadow).fillna(False).astype(bool)
+    frame["teacher_from_shadow"] = False
+    frame["no_teacher_decision"] = None
     for source, mask in teachers.items():
-        frame.loc[mask, "label"] = frame.loc[mask, "routed_expert"]
+        frame.loc[mask & teacher.isna(), "no_teacher_decision"] = source
+        mask = mask & teacher.notna()
+        frame.loc[mask, "label"] = teacher[mask]
         frame.loc[mask, "label_source"] = source
         frame.loc[mask, "weight"] = teacher_weight
-    usable = frame["label"].isin(experts)  # drops unlabelled, ambiguous, out-of-scope and pending ones
-    return frame[usable]
+        frame.loc[mask, "teacher_from_shadow"] = from_shadow[mask]
+    return frame
 
 
 def cross_split_near_duplicates(train_emb: np.ndarray, test_emb: np.ndarray, threshold: float) -> int:
@@ -154,10 +194,20 @@ def build_ground_truth(
     teacher_weight: float = 1.0,
     near_duplicate_threshold: float | None = None,
     embed=None,
+    shadow: pd.DataFrame | None = None,
+    production_model: str | None = None,
 ) -> GroundTruth:
     """`audit`: the store's audit items (interaction_id, split). `embed(texts) -> normalised vectors`
-    (default: MiniLM) serves the near-duplicate threshold, if set."""
-    labelled = label_interactions(interactions, reviews, experts, audit, teacher_labels, teacher_weight)
+    (default: MiniLM) serves the near-duplicate threshold, if set. `shadow`: the store's shadow decisions
+    (only role `production` is used); `production_model`: `split.production_model` (None: the model of the
+    earliest logged interaction)."""
+    production = production_of(interactions, shadow, production_model)
+    every = _label_all(interactions, reviews, audit, teacher_labels, teacher_weight, production)
+    labelled = every[every["label"].isin(experts)]
+    no_teacher = {
+        source: int(every["no_teacher_decision"].eq(source).sum())
+        for source in (TEACHER_SATISFIED, TEACHER_NO_FEEDBACK)
+    }
     if not labelled["split"].eq("test").any():
         raise ValueError(
             "no expert-labelled audit item in the test split: the unbiased test comes only from the audit "
@@ -226,6 +276,18 @@ def build_ground_truth(
         },
         "weights": {"expert": 1.0, "audit": 1.0, "teacher": teacher_weight},
         "teacher_labels": list(teacher_labels),
+        "teacher_decisions": {
+            "production_model": production.model,
+            "production_decided_interactions": int(production.logged.sum()),
+            "shadow_decisions": int(production.from_shadow.sum()),
+            # satisfied / unrated interactions a small router answered with no production shadow decision
+            "no_teacher_decision": sum(no_teacher.values()),
+            "no_teacher_decision_by_source": no_teacher,
+            "from_shadow_by_source": {  # teacher labels kept in train that came from a shadow decision
+                source: int(train.loc[train["label_source"].eq(source), "teacher_from_shadow"].sum())
+                for source in (TEACHER_SATISFIED, TEACHER_NO_FEEDBACK)
+            },
+        },
         "audit": _audit_card(interactions, reviews, audit, experts),
         "per_expert": pd.crosstab(
             pd.concat([f["label"] for f in splits.values()]),

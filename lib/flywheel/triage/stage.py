@@ -3,7 +3,9 @@
     triage = Triage(open_stage(run_dir, config_path))
     triage.sample_audit()   # a random, blind sample of new interactions for the audit (the unbiased test)
     triage.judge()          # the judges' verdicts become suggestions for the experts
-    triage.push()           # unanswered unsatisfactory interactions and the audit sample to Argilla
+    triage.select()         # within `review.budget`: which records the experts review, by which policy
+    triage.push()           # the chosen records (no budget: every unanswered unsatisfactory one) and the
+                            # audit sample to Argilla
     triage.answer_simulated()  # review.mode simulate: the log source's simulated panels answer
     triage.pull()           # the experts' answers into the store; pauses the stage in `wait` mode
     triage.plot_causes(); triage.score_judges(); triage.build_ground_truth()
@@ -13,6 +15,11 @@ Two Argilla datasets: triage (unsatisfactory interactions, with the judge's sugg
 and the audit (a sample blind to the feedback and to the router's decision: which expert should answer?).
 Audit items are not triaged: they are labelled by the audit's experts and held out from training forever.
 
+With `review.budget` set, at most that many records per cycle (audit and triage together) go to the experts,
+chosen by the policies in `review.policies` (flywheel.triage.budget); each chosen record is written to the
+store's `review_selections` with its policy, and the result says what each policy bought. Without a budget
+the audit sample and the whole queue go, as before (recorded as policies `audit` and `unsatisfied`).
+
 While the review is awaited (`review.mode: wait` with answers pending in either dataset), the steps after
 `pull` do nothing and return None, and the result records only the review's progress; the cycle runner
 stops after the stage.
@@ -21,15 +28,20 @@ stops after the stage.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from flywheel.core.audit import sample_audit
+from flywheel.core.cascade import CASCADE, STUDENT_FOLDER
 from flywheel.core.context import StageContext
 from flywheel.core.files import atomic_write_json
 from flywheel.core.log_sources import SimulatedPanel, log_source
-from flywheel.core.results import ReviewSummary, TriageResult, write_result
+from flywheel.core.registry import Registry
+from flywheel.core.results import PolicyYield, ReviewBudget, ReviewSummary, TriageResult, write_result
+from flywheel.core.routers import load_router, read_candidate_card
+from flywheel.triage import budget as budgeting
 from flywheel.triage.ground_truth import GroundTruth, build_ground_truth
 from flywheel.triage.judge_scoring import score_cycle, scores_frame
 from flywheel.triage.judges import JudgeRun, judge_suggestions, run_judges, save_verdicts
@@ -58,6 +70,8 @@ class Triage:
         audited = set(self.audit["interaction_id"])
         self.queue = review_queue(self.interactions, self.answers, exclude_ids=audited)
         self.sampled: list[dict] = []
+        self.review_items: pd.DataFrame | None = None  # the triage records chosen for this cycle's review
+        self.budget: ReviewBudget | None = None
         self.audit_session: ReviewSession | None = None
         self.audit_pushed: PushReport | None = None
         self.audit_panel: SimulatedPanel | None = None
@@ -92,15 +106,18 @@ class Triage:
         if self.audit["cycle_id"].eq(self.run.cycle_id).any():  # a resumed stage: sampled already
             self.sampled = self.audit[self.audit["cycle_id"].eq(self.run.cycle_id)].to_dict("records")
             return self._sample_table()
+        review = self.config.review
         self.sampled = sample_audit(
             self.interactions,
             set(self.audit["interaction_id"]),
-            size=audit.size,
+            size=budgeting.audit_sample_size(audit.size, review.budget, review.policies),
             validation_share=audit.validation_share,
             seed=self.config.seed,
             cycle_id=self.run.cycle_id,
         )
         self.store.add_audit_items(self.sampled)
+        chosen = {budgeting.AUDIT: [(row["interaction_id"], None) for row in self.sampled]}
+        self.store.add_review_selections(self._selection_rows(chosen))
         self.audit = self.store.audit_frame()
         self.queue = self.queue[~self.queue["id"].isin(set(self.audit["interaction_id"]))]
         return self._sample_table()
@@ -117,6 +134,10 @@ class Triage:
     def _audit_queue(self) -> pd.DataFrame:
         return self.interactions[self.interactions["id"].isin(set(self.audit["interaction_id"]))]
 
+    def _selection_rows(self, chosen: dict[str, list[tuple[str, float | None]]]) -> list[dict]:
+        allocation = budgeting.Allocation(self.config.review.budget or 0, {}, chosen)
+        return allocation.rows(self.run.cycle_id)
+
     def judge(self) -> pd.DataFrame:
         """The judges named in `judges.run` on the unanswered unsatisfactory interactions; their verdicts
         are saved as an artifact. Returns each judge's run statistics."""
@@ -127,10 +148,90 @@ class Triage:
         self.verdicts = judge_suggestions(self.judged.verdicts)
         return pd.DataFrame(self.judged.stats).T
 
+    def select(self) -> pd.DataFrame:
+        """The triage records the experts review this cycle, each written to the store's `review_selections`
+        with its policy and priority. Without `review.budget`: the whole queue (policy `unsatisfied`). With
+        one: the audit sample drawn by `sample_audit` counts first, then the policies fill the rest
+        (flywheel.triage.budget; a resumed stage keeps its first choice). Returns records per policy."""
+        review, cycle_id = self.config.review, self.run.cycle_id
+        selections = self.store.review_selections_frame()
+        this_cycle = selections[selections["cycle_id"].eq(cycle_id)]
+        chosen_triage = this_cycle[this_cycle["task"].eq("triage")]
+        plan = (self.run.manifest().get("review_budget") or {}) if not chosen_triage.empty else {}
+        if review.budget is None:
+            self.review_items = self.queue
+            chosen = {budgeting.UNSATISFIED: [(str(i), None) for i in self.queue["id"]]}
+            self.store.add_review_selections(self._selection_rows(chosen))
+            plan = {}
+        elif not chosen_triage.empty and plan.get("cycle_id") == cycle_id:  # resumed: chosen already
+            order = chosen_triage.assign(rank=chosen_triage["policy"].map(budgeting.REVIEW_POLICIES.index))
+            order = order.sort_values(["rank", "score", "interaction_id"], ascending=[True, False, True])
+            by_id = self.interactions.set_index("id")
+            self.review_items = by_id.loc[order["interaction_id"]].reset_index()
+        else:
+            this_audit = this_cycle[this_cycle["task"].eq("audit")]["interaction_id"].tolist()
+            ranked: dict[str, list[tuple[str, float | None]]] = {
+                budgeting.AUDIT: [(i, None) for i in this_audit],
+                budgeting.JUDGE_FLAG: budgeting.rank_judge_flags(self.queue, self.verdicts),
+                budgeting.UNSATISFIED: budgeting.rank_unsatisfied(self.queue),
+            }
+            earlier = set(selections[selections["cycle_id"].ne(cycle_id)]["interaction_id"])
+            skipped = {}
+            if budgeting.UNCERTAINTY in review.policies:
+                ranked[budgeting.UNCERTAINTY], why = self._rank_uncertainty(earlier | set(this_audit))
+                if why:
+                    skipped[budgeting.UNCERTAINTY] = why
+            allocation = budgeting.allocate(review.budget, review.policies, ranked, skipped, exclude=earlier)
+            self.store.add_review_selections(allocation.rows(cycle_id))
+            triage_ids = allocation.ids(task="triage")
+            by_id = self.interactions.set_index("id")
+            self.review_items = by_id.loc[triage_ids].reset_index() if triage_ids else self.queue.iloc[0:0]
+            plan = allocation.summary()
+        selections = self.store.review_selections_frame()
+        counts = selections[selections["cycle_id"].eq(cycle_id)]["policy"].value_counts()
+        listed = review.policies if review.budget is not None else (budgeting.AUDIT, budgeting.UNSATISFIED)
+        self.budget = ReviewBudget(
+            budget=review.budget,
+            policies=dict(review.policies) if review.budget is not None else {},
+            quotas=plan.get("quotas", {}),
+            spent={p: int(counts.get(p, 0)) for p in budgeting.REVIEW_POLICIES if p in listed or p in counts},
+            reassigned=plan.get("reassigned", {}),
+            skipped=plan.get("skipped", {}),
+        )
+        self.run.update_manifest(review_budget={"cycle_id": cycle_id, **self.budget.model_dump()})
+        return pd.Series(self.budget.spent, name="records", dtype=int).rename_axis("policy").to_frame()
+
+    def _rank_uncertainty(self, excluded: set) -> tuple[list[tuple[str, float]], str | None]:
+        """Candidates ranked by the promoted router's doubt about the production decision, or why not."""
+        entry = Registry(self.store).current()
+        if entry is None:
+            return [], "no promoted router: the production model serves"
+        folder = Path(entry.artifact_path)
+        try:
+            if read_candidate_card(folder)["kind"] == CASCADE:
+                folder = folder / STUDENT_FOLDER  # its student's probabilities decide what it answers itself
+            router = load_router(folder)
+        except FileNotFoundError as err:
+            return [], f"promoted router {entry.model_name} cannot be loaded: {err}"
+        if not hasattr(router, "predict_proba") or getattr(router, "decision", "score") != "score":
+            return [], f"promoted router {entry.model_name} gives no probabilities"
+        candidates = budgeting.uncertainty_candidates(
+            self.interactions, self.answers, set(self.audit["interaction_id"]), excluded
+        )
+        if candidates.empty:
+            return [], None
+        proba = router.predict_proba(candidates["query_masked"].fillna("").astype(str).tolist())
+        reference = budgeting.reference_decisions(candidates, self.store.shadow_frame("production"))
+        scores = budgeting.uncertainty_scores(proba, router.labels, reference)
+        return budgeting.rank_uncertainty(candidates["id"].tolist(), scores), None
+
     def push(self) -> dict[str, PushReport]:
-        """The triage queue (with the judges' suggestions) and the audit sample, each to its dataset."""
+        """The chosen triage records (`select`; with the judges' suggestions) and the audit sample, each to
+        its dataset."""
+        if self.review_items is None:
+            self.select()
         self.session = open_review(self.config, self.store, log=self.log)
-        self.pushed = self.session.push(self.queue, self.verdicts)
+        self.pushed = self.session.push(self.review_items, self.verdicts)
         self.audit_session = open_review(self.config, self.store, log=self.log, task="audit")
         self.audit_pushed = self.audit_session.push(self._audit_queue())
         return {"triage": self.pushed, "audit": self.audit_pushed}
@@ -193,11 +294,22 @@ class Triage:
                 "agreement": self.agreement,
             }
         )
+        self._record_yield()
         self.waiting = any(awaiting_review(review.mode, p) for p in (self.progress, self.audit_progress))
         for session, progress in ((self.session, self.progress), (self.audit_session, self.audit_progress)):
             if awaiting_review(review.mode, progress):
                 pause_for_review(self.run, session)
         return pulled
+
+    def _record_yield(self) -> None:
+        """What each policy bought this cycle (records answered, routing errors found), in the manifest."""
+        if self.budget is None:
+            self.select()  # a stage driven without `select` (push was called on a fresh object)
+        selections = self.store.review_selections_frame()
+        mine = selections[selections["cycle_id"].eq(self.run.cycle_id)]
+        bought = budgeting.policy_yield(mine, self.answers, self.interactions)
+        self.budget.bought = {policy: PolicyYield(**row) for policy, row in bought.items()}
+        self.run.update_manifest(review_budget={"cycle_id": self.run.cycle_id, **self.budget.model_dump()})
 
     def plot_causes(self) -> Figure | None:
         """The experts' answers on the cause, as `plots/review_causes.png`."""
@@ -233,6 +345,8 @@ class Triage:
             teacher_labels=split.teacher_labels,
             teacher_weight=split.teacher_weight,
             near_duplicate_threshold=split.near_duplicate_threshold,
+            shadow=self.store.shadow_frame("production"),  # teacher labels where a small router answered
+            production_model=split.production_model,
         )
         card = self.ground_truth.card
         print(f"version {self.ground_truth.version}: {card['counts']}")
@@ -258,6 +372,7 @@ class Triage:
             causes={k: int(v) for k, v in self.causes.items()} if finished else None,
             judges=self.judge_scores if finished else None,
             ground_truth=self.ground_truth.ref() if finished else None,
+            review_budget=self.budget,
         )
 
     def record(self) -> TriageResult:

@@ -1,0 +1,85 @@
+"""The online gate: each week's audited items (the experts' blind labels) judge the router in service and a
+candidate in its shadow week.
+
+The gate's floor is the production model's accuracy on the unbiased test (the latest cycle's) minus the
+promotion margin. A week's audit holds a few dozen items, so a point estimate below the floor is weak
+evidence: a router fails the gate when the upper end of its accuracy's confidence interval is below the
+floor (it is worse than allowed with 1 - alpha confidence); a shadow candidate passes when it is not failing
+and agrees with the router in service on at least `min_agreement` of that week's queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from flywheel.evaluate.metrics import accuracy_with_ci
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One router judged on one week's audited items. `passed` is None when too few items were audited."""
+
+    model: str
+    passed: bool | None
+    reviewed: int
+    floor: float
+    accuracy: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    agreement: float | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def judge(
+    model: str,
+    decisions: pd.Series,
+    labels: pd.Series,
+    floor: float,
+    min_reviewed: int,
+    alpha: float = 0.05,
+    agreement: float | None = None,
+    min_agreement: float | None = None,
+) -> Verdict:
+    """`decisions` and `labels` are indexed by interaction id; the items judged are those with both."""
+    shared = labels.index.intersection(decisions.dropna().index)
+    n = len(shared)
+    if n < min_reviewed:
+        why = f"{n} audited items this week (fewer than {min_reviewed}): no verdict yet"
+        return Verdict(model, None, n, floor, agreement=agreement, reason=why)
+    scored = accuracy_with_ci(labels.loc[shared].tolist(), decisions.loc[shared].tolist(), alpha=alpha)
+    below = scored["ci_high"] < floor
+    disagrees = min_agreement is not None and agreement is not None and agreement < min_agreement
+    low, high = 100 * scored["ci_low"], 100 * scored["ci_high"]
+    accuracy = f"{100 * scored['accuracy']:.1f}% [{low:.1f}, {high:.1f}]"
+    if below:
+        reason = f"accuracy {accuracy} on {n} audited items is below the gate's {100 * floor:.1f}%"
+    elif disagrees:
+        reason = f"agrees with the router in service on {100 * agreement:.1f}% (< {100 * min_agreement:.0f}%)"
+    else:
+        reason = f"accuracy {accuracy} on {n} audited items holds the gate's {100 * floor:.1f}%"
+        if agreement is not None:
+            reason += f"; agreement with the router in service {100 * agreement:.1f}%"
+    return Verdict(
+        model,
+        not (below or disagrees),
+        n,
+        floor,
+        scored["accuracy"],
+        scored["ci_low"],
+        scored["ci_high"],
+        agreement,
+        reason,
+    )
+
+
+def agreement_between(a: pd.Series, b: pd.Series) -> float | None:
+    """Share of the ids decided by both where the decisions are the same (None: none shared)."""
+    shared = a.dropna().index.intersection(b.dropna().index)
+    if not len(shared):
+        return None
+    return float((a.loc[shared] == b.loc[shared]).mean())
