@@ -286,19 +286,15 @@ class Registry:
             current = self._state(_events(conn)).current
             if current is not None and current.artifact_path == str(folder):
                 return current
-            seq = conn.execute(
-                promotions.insert().values(
-                    event="promote",
-                    model_name=name,
-                    artifact_path=str(folder),
-                    metrics_json=metrics_json,
-                    cycle_id=cycle_id,
-                    reason=reason.strip(),
-                    created_at=utcnow(),
-                )
-            ).inserted_primary_key[0]
-            events = self._export_locked(conn)
-        return next(e for e in events if e.seq == seq)
+            return self._record(
+                conn,
+                event="promote",
+                model_name=name,
+                artifact_path=str(folder),
+                metrics_json=metrics_json,
+                cycle_id=cycle_id,
+                reason=reason.strip(),
+            )
 
     def rollback(self, reason: str = "manual rollback", *, to_production: bool = False) -> Entry:
         """Undo the current promotion: the one before it serves again, or, when it was the only one (or
@@ -328,13 +324,7 @@ class Registry:
                     "cycle_id": restored.cycle_id,
                     "restores_seq": restored.seq,
                 }
-            seq = conn.execute(
-                promotions.insert().values(
-                    **values, reason=reason, created_at=utcnow(), undoes_seq=undone.seq
-                )
-            ).inserted_primary_key[0]
-            events = self._export_locked(conn)
-        return next(e for e in events if e.seq == seq)
+            return self._record(conn, **values, reason=reason, undoes_seq=undone.seq)
 
     def shadow(
         self,
@@ -356,19 +346,15 @@ class Registry:
             for entry in (state.shadow, state.current):
                 if entry is not None and entry.artifact_path == str(folder):
                     return entry
-            seq = conn.execute(
-                promotions.insert().values(
-                    event=SHADOW,
-                    model_name=name,
-                    artifact_path=str(folder),
-                    metrics_json=metrics_json,
-                    cycle_id=cycle_id,
-                    reason=reason.strip(),
-                    created_at=utcnow(),
-                )
-            ).inserted_primary_key[0]
-            events = self._export_locked(conn)
-        return next(e for e in events if e.seq == seq)
+            return self._record(
+                conn,
+                event=SHADOW,
+                model_name=name,
+                artifact_path=str(folder),
+                metrics_json=metrics_json,
+                cycle_id=cycle_id,
+                reason=reason.strip(),
+            )
 
     def reject(self, reason: str, *, metrics: dict[str, Any] | None = None) -> Entry:
         """End the shadow without promoting: records a `reject` event naming the candidate (`undoes_seq`: its
@@ -380,19 +366,21 @@ class Registry:
             shadow = self._state(_events(conn)).shadow
             if shadow is None:
                 raise RegistryError("nothing to reject: no candidate is in shadow")
-            seq = conn.execute(
-                promotions.insert().values(
-                    event=REJECT,
-                    model_name=shadow.model_name,
-                    artifact_path=shadow.artifact_path,
-                    metrics_json=json.dumps(metrics or {}, sort_keys=True, default=str),
-                    cycle_id=shadow.cycle_id,
-                    reason=reason.strip(),
-                    created_at=utcnow(),
-                    undoes_seq=shadow.seq,
-                )
-            ).inserted_primary_key[0]
-            events = self._export_locked(conn)
+            return self._record(
+                conn,
+                event=REJECT,
+                model_name=shadow.model_name,
+                artifact_path=shadow.artifact_path,
+                metrics_json=json.dumps(metrics or {}, sort_keys=True, default=str),
+                cycle_id=shadow.cycle_id,
+                reason=reason.strip(),
+                undoes_seq=shadow.seq,
+            )
+
+    def _record(self, conn: sa.Connection, **values: Any) -> Entry:
+        """Append one event (inside the caller's locked transaction), export, and return its entry."""
+        seq = conn.execute(promotions.insert().values(**values, created_at=utcnow())).inserted_primary_key[0]
+        events = self._export_locked(conn)
         return next(e for e in events if e.seq == seq)
 
     def _export_locked(self, conn: sa.Connection) -> list[Entry]:

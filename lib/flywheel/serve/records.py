@@ -149,6 +149,24 @@ def interaction_record(
 # --- writing to the store --------------------------------------------------------------------------
 
 
+def next_batch(jobs: queue.Queue, max_batch: int) -> tuple[list, bool]:
+    """A worker thread's next batch: the first job (waiting for it), then whatever else is queued, up to
+    `max_batch`; `None` in the queue means stop. Returns (batch, stop)."""
+    job = jobs.get()
+    if job is None:
+        return [], True
+    batch = [job]
+    while len(batch) < max_batch:
+        try:
+            more = jobs.get_nowait()
+        except queue.Empty:
+            break
+        if more is None:
+            return batch, True
+        batch.append(more)
+    return batch, False
+
+
 class RecordRejected(ValueError):
     """A record the log schema refuses: its request is refused (422) and nothing is stored."""
 
@@ -347,19 +365,9 @@ class InteractionLog:
     def _run(self) -> None:
         stop = False
         while not stop:
-            job = self._queue.get()
-            if job is None:
+            batch, stop = next_batch(self._queue, self.max_batch)
+            if not batch:
                 return
-            batch = [job]
-            while len(batch) < self.max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
             try:
                 self._write(batch)
             except Exception as err:  # never leave a handler waiting

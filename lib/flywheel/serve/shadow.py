@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flywheel.core.store import Store
-from flywheel.serve.records import with_retries
+from flywheel.serve.records import next_batch, with_retries
 from flywheel.serve.routing import Decision, NoRouterAvailable, RouterProvider
 
 log = logging.getLogger("flywheel.serve")
@@ -154,19 +154,9 @@ class ShadowWorker:
     def _run(self) -> None:
         stop = False
         while not stop:
-            job = self._queue.get()
-            if job is None:
+            batch, stop = next_batch(self._queue, self.max_batch)
+            if not batch:
                 return
-            batch = [job]
-            while len(batch) < self.max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
             try:
                 self._process(batch)
             except Exception:  # never let the thread die: the next batch gets its chance
