@@ -315,7 +315,10 @@ def _draw_accuracy(ax, trajectory: dict, weeks: list[dict], x: np.ndarray) -> No
 
 
 def _usd_ticks(value: float, _position: int) -> str:
-    return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:.2g}"
+    """Dollars with as many decimals as the ticks need to differ ($0.225, $0.23 and $0.235 stay apart)."""
+    if value == 0:
+        return "$0"
+    return f"${value:,.2f}" if abs(value) >= 1 else f"${value:.3g}"
 
 
 def _draw_cost_per_1k(ax, weeks: list[dict], x: np.ndarray) -> None:
