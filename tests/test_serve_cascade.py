@@ -13,7 +13,7 @@ import numpy as np
 import openai
 import pytest
 from openai import OpenAI
-from tiny_router import TINY_EXAMPLES, train_tiny_router
+from tiny_router import NEAR_AND_FAR_QUESTIONS, TINY_EXAMPLES, train_tiny_router
 
 from flywheel.core.cascade import CascadeRouter, NoProductionRouter, write_cascade
 from flywheel.core.config import EndpointConfig
@@ -26,21 +26,7 @@ from flywheel.serve.routing import ActiveRouter, RouterProvider
 
 CATALOG = {name: f"questions about {name}" for name in TINY_EXAMPLES}
 PRODUCTION_MODEL = "llama-production"
-# near the tiny router's training phrases (confident) and far from all of them (unsure)
-QUESTIONS = [
-    "vpn is not connecting",
-    "reset my password please",
-    "submit an expense report",
-    "book a meeting room",
-    "when do my RSU grants vest",
-    "when is the next earnings call",
-    "enroll in the health insurance plan",
-    "hello",
-    "what should I do next",
-    "is it going to rain tomorrow",
-    "who won the game yesterday",
-    "the thing is broken again",
-]
+QUESTIONS = NEAR_AND_FAR_QUESTIONS
 
 
 @pytest.fixture(scope="module")

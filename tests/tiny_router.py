@@ -37,3 +37,20 @@ def train_tiny_router(folder: str | Path, name: str = "tiny-tfidf", seed: int = 
     candidate = CandidateConfig(name=name, kind="tfidf_logreg")
     train_candidate(candidate, train, list(TINY_EXAMPLES), Path(folder), seed)
     return Path(folder)
+
+
+# Questions near the tiny router's training phrases (it is confident) and far from all of them (it is unsure).
+NEAR_AND_FAR_QUESTIONS = [
+    "vpn is not connecting",
+    "reset my password please",
+    "submit an expense report",
+    "book a meeting room",
+    "when do my RSU grants vest",
+    "when is the next earnings call",
+    "enroll in the health insurance plan",
+    "hello",
+    "what should I do next",
+    "is it going to rain tomorrow",
+    "who won the game yesterday",
+    "the thing is broken again",
+]
