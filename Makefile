@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/demo.yaml
 
-.PHONY: setup system-deps argilla-venv cycle flywheel test test-unit test-integration test-slow lint format clean-runs bench
+.PHONY: setup system-deps argilla-venv cycle flywheel mlflow test test-unit test-integration test-slow lint format clean-runs bench
 
 setup: $(STAMP) system-deps
 
@@ -34,6 +34,17 @@ cycle: setup
 # Weeks of the demo world's traffic through the real parts; prints runs/flywheel-<id>/ last.
 flywheel: setup
 	$(BIN)/flywheel run --config configs/flywheel.yaml
+
+# The MLflow UI on the local tracking store the cycles log to (RUNS=runs/flywheel-<id>/cycles for a flywheel
+# run's); http://127.0.0.1:$(MLFLOW_PORT). With MLFLOW_TRACKING_URI set, open that server instead. Without
+# MLflow's GenAI job workers (seven more processes, nothing here uses them).
+RUNS ?= runs
+MLFLOW_PORT ?= 5000
+mlflow: $(STAMP)
+	mkdir -p $(RUNS)/mlartifacts
+	@echo "MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning (Model training)"
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(RUNS))/mlflow.db \
+		--default-artifact-root $(abspath $(RUNS))/mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 # Style, the layer contracts of pyproject's [tool.importlinter] (a stage importing another fails here), and
 # notebooks committed without outputs.

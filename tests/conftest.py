@@ -1,6 +1,7 @@
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,8 @@ INTEGRATION_FIXTURES = {
     "redis_server",  # the embedded Argilla server (its background jobs need Redis)
     "chromium",  # a headless browser
     "bench_script",  # benchmark scripts in subprocesses (they start servers and worker processes)
+    "mlflow_server",  # a real `mlflow server` process
+    "mlflow_server_process",  # the same, before it answers
 }
 SLOW_FIXTURES = {"demo_cycle", "bench_script"}  # demo-size real models; the benchmarks (minutes)
 TIERS = ("unit", "integration", "notebooks")
@@ -184,9 +187,88 @@ def chromium():
 @pytest.fixture
 def free_port() -> int:
     """A free local port for a server process the test starts."""
+    return _free_port()
+
+
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class _MlflowServer(str):
+    """The URL of a real `mlflow server` process; `ready()` waits until it answers /health."""
+
+    proc: subprocess.Popen
+    log_path: Path
+
+    def ready(self) -> str:
+        import urllib.request
+
+        def healthy() -> bool:
+            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{self}/health", timeout=2) as answer:
+                    return answer.status == 200
+            except OSError:
+                return False
+
+        wait_until(healthy, timeout=180, what="mlflow server /health", every=0.25)
+        return str(self)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_process(tmp_path_factory):
+    """A real `mlflow server` (SQLite backend, artifacts served by it) on a free port, started for the
+    session and not yet waited for (it takes ~10-30 s to answer: the test cycle starts meanwhile)."""
+    home = tmp_path_factory.mktemp("mlflow-server")
+    server = _MlflowServer(f"http://127.0.0.1:{_free_port()}")
+    server.log_path = home / "server.log"
+    log = open(server.log_path, "w")  # noqa: SIM115 (closed below)
+    server.proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+         f"sqlite:///{home / 'mlflow.db'}", "--artifacts-destination", str(home / "artifacts"),
+         "--host", "127.0.0.1", "--port", server.rsplit(":", 1)[1], "--workers", "1",
+         "--uvicorn-opts", "--timeout-graceful-shutdown 2"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its uvicorn worker is in the group
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # 7 GenAI job processes fewer
+    )  # fmt: skip
+    try:
+        yield server
+    finally:
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        server.proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_server_process) -> str:
+    """The session's real `mlflow server`, answering: its URL."""
+    return mlflow_server_process.ready()
+
+
+@pytest.fixture(scope="session")
+def cycle_run(tmp_path_factory, jupyter_kernel, redis_server, mlflow_server_process):
+    """One test-size cycle (`flywheel cycle --config configs/test.yaml`) into a temporary runs folder, tracked
+    on the session's real MLflow server. Returns (runs folder, summary, run directory)."""
+    runs = tmp_path_factory.mktemp("runs")
+    # started while the server starts; its first MLflow call comes after seconds of imports (and retries)
+    cycle = subprocess.Popen(
+        [sys.executable, "-m", "flywheel.cli", "cycle", "--config", "configs/test.yaml",
+         "--runs-dir", str(runs)],
+        cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": str(mlflow_server_process)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        mlflow_server_process.ready()
+        stdout, stderr = cycle.communicate(timeout=900)
+    finally:
+        if cycle.poll() is None:
+            cycle.kill()
+            cycle.wait()
+    assert cycle.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    run_dir = Path(stdout.strip().splitlines()[-1])  # the run directory is the last line
+    return runs, json.loads((run_dir / "summary.json").read_text()), run_dir
 
 
 @pytest.fixture(scope="session")

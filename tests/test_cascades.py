@@ -15,14 +15,22 @@ from flywheel.core.registry import Registry, default_export_path
 from flywheel.core.routers import read_candidate_card, write_candidate_card
 from flywheel.core.runs import RunDir
 from flywheel.evaluate.ablation import score_ablation
-from flywheel.evaluate.cascades import ThresholdChoice, cascade_row, choose_threshold
+from flywheel.evaluate.cascades import ThresholdChoice, cascade_row, choose_threshold, paired_drop_upper
 from flywheel.evaluate.plots import plot_ablation, plot_accuracy_vs_cost
 from flywheel.evaluate.promote import PromotionRule, choose_promotion
 from flywheel.evaluate.slices import Slices, read_hidden_truth
 from flywheel.evaluate.stage import Evaluation, evaluate_all, record_promotion
 
 LABELS = ["a", "b"]
-CONFIG = load_config("configs/test.yaml").model_copy(update={"experts": {"a": "", "b": ""}})
+BASE = load_config("configs/test.yaml")
+# Ten planted validation items are too few for a confidence bound (tests below check the bound apart): the
+# stage's mechanics are checked with the point-estimate rule.
+CONFIG = BASE.model_copy(
+    update={
+        "experts": {"a": "", "b": ""},
+        "eval": BASE.eval.model_copy(update={"cascade_confidence": None}),
+    }
+)
 
 
 class PlantedRouter:
@@ -115,6 +123,56 @@ def test_no_threshold_but_deferring_everything_is_skipped_with_the_reason():
     choice = choose_threshold(proba, LABELS, ["a", "b"] * 5, ["a", "b"] * 5, max_drop_points=2.0)
     assert choice.threshold is None
     assert "only deferring every validation query" in choice.reason
+
+
+def student_proba(wrong: set[int], n: int) -> np.ndarray:
+    """Item i (truth "a") answered with confidence rising with i; wrong on the items in `wrong`."""
+    confidence = 0.5 + 0.49 * (np.arange(n) + 1) / (n + 1)
+    first = np.where([i in wrong for i in range(n)], 1 - confidence, confidence)
+    return np.column_stack([first, 1 - first])
+
+
+def test_the_paired_drop_bound_is_agresti_min():
+    # b = 3 items only production gets right, c = 1 only the cascade, n = 100; by hand: cells + 1/2,
+    # drop (3.5 - 1.5) / 102 = 0.0196, variance (5 - 2**2 / 102) / 102**2, z(0.9) = 1.2816 -> 0.0476
+    assert paired_drop_upper(np.array([3]), np.array([1]), 100, 1.2816)[0] == pytest.approx(0.0476, abs=1e-4)
+    # no discordant item: the bound is still above zero, and narrows as n grows
+    small, large = (paired_drop_upper(np.array([0]), np.array([0]), n, 1.2816)[0] for n in (50, 500))
+    assert 0 < large < small
+
+
+def test_the_confidence_bound_defers_more_than_the_point_estimate():
+    # 200 items production gets right; the student errs on its 10 least confident and on one confident item
+    n, truth = 200, ["a"] * 200
+    proba = student_proba(set(range(10)) | {150}, n)
+    point = choose_threshold(proba, LABELS, truth, truth, max_drop_points=2.0)
+    bound = choose_threshold(proba, LABELS, truth, truth, max_drop_points=2.0, confidence=0.9)
+    assert point.deferral_share == 7 / n  # 4 errors left: 2.0% <= 2 points
+    assert bound.deferral_share == 10 / n  # the bound needs every unconfident error deferred
+    assert bound.drop_upper == pytest.approx(
+        paired_drop_upper(np.array([1]), np.array([0]), n, 1.2816)[0], 1e-3
+    )
+    assert bound.drop_upper <= 0.02 < paired_drop_upper(np.array([2]), np.array([0]), n, 1.2816)[0]
+    # the same errors on fewer items: wider bounds, more deferral or none
+    few = choose_threshold(student_proba({0, 1, 2, 30}, 40), LABELS, ["a"] * 40, ["a"] * 40, 2.0, 0.9)
+    assert few.threshold is None and "only deferring every validation query" in few.reason
+
+
+def test_a_lucky_threshold_below_a_failing_one_is_not_chosen():
+    """1000 items: production is wrong on the 10 least confident (the student right), the student wrong on
+    the next 10. The student alone ties production (its bound passes a 1-point margin), but deferring
+    production's 10 misses fails it: deferrals are tested from most to least, so the search stops above
+    that failure."""
+    n = 1000
+    truth = ["a"] * n
+    production = ["b"] * 10 + ["a"] * (n - 10)
+    proba = student_proba(set(range(10, 20)), n)
+    assert choose_threshold(proba, LABELS, truth, production, 1.0).threshold is None  # point: student alone
+    alone, at_ten = paired_drop_upper(np.array([10, 10]), np.array([10, 0]), n, 1.2816)
+    assert alone <= 0.01 < at_ten
+    choice = choose_threshold(proba, LABELS, truth, production, max_drop_points=1.0, confidence=0.9)
+    assert choice.deferral_share == 14 / n  # 6 student errors left: the first deferral above the failures
+    assert choice.drop_upper <= 0.01 and choice.accuracy == pytest.approx(0.984)
 
 
 def test_threshold_is_chosen_on_validation_not_on_test(planted_student):

@@ -6,34 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from flywheel.core.config import REPO_ROOT, load_config
 from flywheel.core.runs import STAGES
-
-
-@pytest.fixture(scope="module")
-def cycle_run(tmp_path_factory, jupyter_kernel, redis_server):
-    runs = tmp_path_factory.mktemp("runs")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flywheel.cli",
-            "cycle",
-            "--config",
-            "configs/test.yaml",
-            "--runs-dir",
-            str(runs),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    run_dir = result.stdout.strip().splitlines()[-1]  # the run directory is the last line
-    return runs, json.loads((REPO_ROOT / run_dir / "summary.json").read_text()), REPO_ROOT / run_dir
 
 
 def test_summary_has_baseline_candidates_and_a_decision(cycle_run):

@@ -209,6 +209,17 @@ def test_tie_on_cost_goes_to_accuracy_then_name():
     assert result["eligible"] == ["alpha", "beta"]
 
 
+def test_costs_within_the_tie_share_go_to_the_more_accurate():
+    # 1% of the baseline's $5.0 per 1k: $0.05; "b" is $0.04 dearer than "a" but more accurate
+    close = [cand("a", 0.885, 0.10), cand("b", 0.895, 0.14), cand("c", 0.91, 0.16)]
+    result = choose_promotion(BASELINE, close, PromotionRule())
+    assert result["promoted"] == "b"  # "c" is $0.06 dearer than the cheapest: not a tie
+    assert result["eligible"] == ["b", "a", "c"]
+    assert "b is the most accurate of the eligible candidates within $0.05 per 1k" in result["reason"]
+    assert choose_promotion(BASELINE, close, PromotionRule(cost_tie_share=0.0))["promoted"] == "a"
+    assert choose_promotion(BASELINE, close, PromotionRule(cost_tie_share=0.02))["promoted"] == "c"
+
+
 def test_nobody_qualifies():
     candidates = [cand("weak", 0.70, 0.1), cand("pricey", 0.95, 9.0)]
     result = choose_promotion(BASELINE, candidates, PromotionRule())

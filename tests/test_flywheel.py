@@ -4,11 +4,13 @@ the real Argilla server, the gate — and its trajectory."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+from conftest import wait_until
 
 from flywheel.core.config import REPO_ROOT, load_config
 from flywheel.core.registry import Registry
@@ -17,17 +19,19 @@ from flywheel.core.store import Store
 CONFIG = REPO_ROOT / "configs" / "flywheel-test.yaml"
 
 
-@pytest.fixture(scope="module")
-def flywheel_run(tmp_path_factory, jupyter_kernel, redis_server):
-    runs = tmp_path_factory.mktemp("flywheel-runs")
+def flywheel_env(runs) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("ARGILLA_API_URL", "ARGILLA_API_KEY", "FLYWHEEL_STORE_URL")
     }
     env["FLYWHEEL_ARGILLA_HOME"] = str(runs / "argilla")
+    return env
+
+
+def run_to_the_end(args: list[str], env: dict[str, str]):
     done = subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", "run", "--config", str(CONFIG), "--runs-dir", str(runs)],
+        [sys.executable, "-m", "flywheel.cli", "run", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -37,6 +41,12 @@ def flywheel_run(tmp_path_factory, jupyter_kernel, redis_server):
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     folder = REPO_ROOT / done.stdout.strip().splitlines()[-1]  # the flywheel's folder is the last line
     return folder, json.loads((folder / "trajectory.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def flywheel_run(tmp_path_factory, jupyter_kernel, redis_server):
+    runs = tmp_path_factory.mktemp("flywheel-runs")
+    return run_to_the_end(["--config", str(CONFIG), "--runs-dir", str(runs)], flywheel_env(runs))
 
 
 def test_every_week_is_in_the_trajectory_with_its_traffic_and_cost(flywheel_run):
@@ -94,3 +104,69 @@ def test_the_registry_and_the_events_agree(flywheel_run):
     assert (folder / "trajectory.png").stat().st_size > 10_000
     page = (folder / "flywheel.html").read_text()
     assert trajectory["flywheel_id"] in page and str(REPO_ROOT) not in page
+
+
+def _cycle_of_week_past_collect(runs, week: int) -> bool:
+    """The flywheel is in `week`'s cycle, whose collect stage is done."""
+    states = list(runs.glob("flywheel-*/state.json"))
+    try:
+        progress = json.loads(states[0].read_text())["in_progress"] if states else None
+    except (OSError, ValueError):  # written atomically, but the folder may be new
+        return False
+    if not progress or progress["week"] != week or not progress.get("cycle"):
+        return False
+    cycles = sorted(states[0].parent.glob("cycles/2*/manifest.json"))
+    started = [m for m in cycles if m.parent.name not in progress["cycle"]["before"]]
+    if not started:
+        return False
+    stages = json.loads(started[-1].read_text()).get("stages", {})
+    return stages.get("01_collect", {}).get("status") == "done"
+
+
+def test_a_killed_flywheel_resumes_where_it_stopped(flywheel_run, tmp_path, monkeypatch):
+    """Killed (SIGKILL to its process group) during week 2's cycle, `flywheel run --resume` takes that cycle
+    up rather than starting another, and ends with the trajectory of the run that was never stopped."""
+    runs = tmp_path / "runs"
+    env = flywheel_env(runs)
+    stopped = subprocess.Popen(
+        [sys.executable, "-m", "flywheel.cli", "run", "--config", str(CONFIG), "--runs-dir", str(runs)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: _cycle_of_week_past_collect(runs, 2), timeout=900, what="week 2's cycle")
+    finally:
+        os.killpg(stopped.pid, signal.SIGKILL)
+        stopped.wait(timeout=60)
+    (folder,) = runs.glob("flywheel-*")
+    assert len(json.loads((folder / "trajectory.json").read_text())["weeks"]) == 1
+    try:
+        resumed_folder, resumed = run_to_the_end(["--resume", str(folder)], env)
+    finally:
+        subprocess.run([sys.executable, "-m", "flywheel.cli", "argilla", "down"], env=env, cwd=REPO_ROOT)
+    assert resumed_folder == folder
+    _, whole = flywheel_run
+
+    def outline(trajectory):
+        return [
+            (
+                w["week"], w["router"], w["traffic"], w["feedback"], bool(w["cycle_id"]),
+                w["trigger"]["reasons"],
+                [(e["kind"], e["model"]) for e in w["events"]],
+                w["models"].get("production", {}).get("accuracy"),
+            )
+            for w in trajectory["weeks"]
+        ]  # fmt: skip
+
+    assert outline(resumed) == outline(whole)
+    cycles = [w["cycle_id"] for w in resumed["weeks"] if w["cycle_id"]]
+    assert sorted(p.name for p in (folder / "cycles").glob("2*") if p.is_dir()) == sorted(cycles)
+    logged = Store(f"sqlite:///{folder / 'store.db'}").interactions_frame(["id"])
+    assert len(logged) == logged["id"].nunique() == sum(w["traffic"] for w in resumed["weeks"])
+    monkeypatch.setenv("FLYWHEEL_ARGILLA_HOME", str(runs / "argilla"))
+    from flywheel.argilla import server as argilla_server
+
+    assert not argilla_server.is_running()  # the resumed run stopped the server its first run started

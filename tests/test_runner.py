@@ -46,7 +46,7 @@ def test_failure_stops_the_cycle_and_resume_continues(tmp_path, stand_in_stages)
     flag.touch()
     with pytest.raises(cycle.StageFailed, match=r"03_finetune.*ValueError: boom"):
         cycle.run_cycle(CONFIG, runs_root=tmp_path / "runs", log=lambda _: None)
-    (run_path,) = (tmp_path / "runs").iterdir()
+    (run_path,) = (p for p in (tmp_path / "runs").iterdir() if (p / "manifest.json").is_file())
     run = RunDir(run_path)
     assert [run.stage_status(s) for s in cycle.NOTEBOOKS] == ["done", "done", "failed", "pending"]
     assert run.manifest()["status"] == "failed"
@@ -90,7 +90,7 @@ def test_every_attempt_is_kept(tmp_path, stand_in_stages):
     flag.touch()
     with pytest.raises(cycle.StageFailed):
         cycle.run_cycle(CONFIG, runs_root=tmp_path / "runs", log=lambda _: None)
-    (run_path,) = (tmp_path / "runs").iterdir()
+    (run_path,) = (p for p in (tmp_path / "runs").iterdir() if (p / "manifest.json").is_file())
     flag.unlink()
     cycle.run_cycle(resume=run_path, log=lambda _: None)
 

@@ -14,6 +14,8 @@ from flywheel.core.context import open_stage
 from flywheel.core.files import atomic_write_text
 from flywheel.core.results import CollectResult, EvalResult, FinetuneResult, TriageResult, read_result
 from flywheel.core.runs import NOTEBOOKS, STAGES, RunDir, create_run, now_iso
+from flywheel.core.sharing import shareable_text
+from flywheel.core.tracking import CycleTracker
 from flywheel.triage.review import AWAITING_REVIEW, awaiting_review, open_review
 
 DEFAULT_KERNEL = "flywheel"
@@ -220,45 +222,72 @@ def run_cycle(
         run = create_run(config_path or REPO_ROOT / "configs" / "demo.yaml", runs_root=runs_root)
     log(f"cycle {run.cycle_id} in {run.path}")
     run.update_manifest(status="running")
+    tracker = CycleTracker(run, log)  # MLflow: logs each stage's record once it is done; never raises
+    tracker.start()
     cycle_started = time.perf_counter()
     with _embedded_argilla_accounted(run, log):
         for index, stage in enumerate(stages, start=1):
             status = run.stage_status(stage)
             if status == "done":
                 log(f"[{index}/{len(stages)}] {stage}: done earlier, skipped")
+                tracker.stage_done(stage)  # a no-op when it was logged before
                 continue
             if status == AWAITING_REVIEW and _review_still_awaited(run, log):
                 run.update_manifest(status=AWAITING_REVIEW)
+                tracker.paused(AWAITING_REVIEW)
                 log(f"[{index}/{len(stages)}] {stage}: still {review_waiting_line(run)}")
                 return run
             log(f"[{index}/{len(stages)}] {stage}: running {NOTEBOOKS[stage]}")
-            seconds = run_stage(run, stage, kernel_name)
+            try:
+                seconds = run_stage(run, stage, kernel_name)
+            except StageFailed as err:
+                tracker.stage_failed(stage, str(err))
+                raise
             status = run.stage_status(stage)
             log(f"[{index}/{len(stages)}] {stage}: {status} in {seconds:.1f} s")
-            if status != "done":  # paused, e.g. awaiting_review: resume later with --resume
+            if status == "done":
+                tracker.stage_done(stage)
+            else:  # paused, e.g. awaiting_review: resume later with --resume
                 run.update_manifest(status=status)
+                tracker.paused(status)
                 if status == AWAITING_REVIEW:
                     log(f"cycle paused: {review_waiting_line(run)}")
                 else:
                     log(f"cycle paused ({status}); continue with: flywheel cycle --resume {run.path}")
                 return run
     if run.stage_status("04_eval") == "done":
-        log(f"report: {export_report(run)}")
+        report = export_report(run)
+        tracker.report(report)
+        log(f"report: {report}")
     seconds = time.perf_counter() - cycle_started
     manifest = run.update_manifest(status="complete", finished_at=now_iso())
+    tracker.finish()
     total = sum(s.get("seconds", 0) for s in manifest["stages"].values())
     log(f"cycle complete: this invocation {seconds:.1f} s, all stages {total:.1f} s")
     return run
 
 
 def export_report(run: RunDir, stage: str = "04_eval") -> Path:
-    """The executed eval notebook as a standalone HTML report (code hidden) in the run directory."""
+    """The executed eval notebook as a standalone HTML report in the run directory, for sharing: code hidden,
+    no kernel stderr (warnings carry the machine's paths), no progress widgets (they render as stale text),
+    and no machine paths (the run directory's own path becomes `.`, the home folder `~`)."""
     import nbformat
     from nbconvert import HTMLExporter
 
     executed = run.path / "notebooks" / f"{stage}.ipynb"
+    book = nbformat.read(executed, as_version=4)
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [output for output in cell.outputs if _for_readers(output)]
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    body, _ = exporter.from_notebook_node(book, resources={"metadata": {"name": f"Cycle {run.cycle_id}"}})
     path = run.path / "report.html"
-    atomic_write_text(path, body)
+    atomic_write_text(path, shareable_text(body, run.path))
     return path
+
+
+def _for_readers(output: dict) -> bool:
+    """An output a reader of the report should see: not stderr, not a progress widget."""
+    if output.get("output_type") == "stream":
+        return output.get("name") != "stderr"
+    return "application/vnd.jupyter.widget-view+json" not in output.get("data", {})

@@ -427,7 +427,23 @@ class EvalConfig(_Strict):
         default=None,
         ge=0,
         description="a cascade's threshold: the least deferral within this many points of production on "
-        "validation; default half of max_drop_points (a threshold chosen on ~100 items is optimistic)",
+        "validation; default max_drop_points",
+    )
+    cascade_confidence: float | None = Field(
+        default=0.9,
+        gt=0.5,
+        lt=1,
+        description="the threshold's deferral must hold cascade_drop_points on the upper one-sided bound of "
+        "the paired drop at this confidence (deferrals tested from most to least); null: on the point "
+        "estimate, an optimistic pick on a small validation split",
+    )
+    cost_tie_share: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="eligible candidates whose cost per 1k is within this share of production's of the "
+        "cheapest count as equally cheap: the most accurate of them is promoted (measured latencies, hence "
+        "students' costs, vary with the machine's load)",
     )
     alpha: float = 0.05
     prices: PriceConfig
@@ -439,7 +455,7 @@ class EvalConfig(_Strict):
 
     @property
     def cascade_target_points(self) -> float:
-        return self.max_drop_points / 2 if self.cascade_drop_points is None else self.cascade_drop_points
+        return self.max_drop_points if self.cascade_drop_points is None else self.cascade_drop_points
 
 
 class ServeConfig(_Strict):
@@ -498,6 +514,21 @@ class FlywheelConfig(_Strict):
     kernel: str | None = Field(default=None, description="Jupyter kernel for the cycles (default: flywheel)")
 
 
+class TrackingConfig(_Strict):
+    """MLflow experiment tracking of cycles and flywheel runs (flywheel.core.tracking). The store: the
+    `MLFLOW_TRACKING_URI` environment variable (a team's server), else a SQLite file beside the runs
+    (`<runs folder>/mlflow.db`, artifacts in `<runs folder>/mlartifacts/`)."""
+
+    enabled: bool = True
+    experiment: str | None = Field(default=None, description="MLflow experiment; default flywheel-<name>")
+    max_model_mb: float = Field(
+        default=100.0,
+        ge=0,
+        description="a candidate folder up to this size is logged as an MLflow model (pyfunc router); "
+        "larger ones only by their card, training record and curves",
+    )
+
+
 class Config(_Strict):
     name: str
     seed: int = 7
@@ -514,6 +545,7 @@ class Config(_Strict):
     eval: EvalConfig
     serve: ServeConfig = Field(default_factory=ServeConfig)
     flywheel: FlywheelConfig | None = None  # `flywheel run` only
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
     def _unique_candidate_names(self) -> Config:

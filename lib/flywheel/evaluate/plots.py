@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 from sklearn.metrics import ConfusionMatrixDisplay
 
+from flywheel.evaluate.report import model_label
+
 BASELINE_COLOR, CANDIDATE_COLOR, PROMOTED_COLOR, FRONTIER_COLOR, CASCADE_COLOR = (
     "tab:gray",
     "tab:blue",
@@ -24,13 +26,14 @@ BASELINE_COLOR, CANDIDATE_COLOR, PROMOTED_COLOR, FRONTIER_COLOR, CASCADE_COLOR =
 
 
 def _style(row: dict) -> tuple[str, str, str]:
-    """Color, marker and label suffix: the promoted model a star, the baseline a square, a cascade (a student
-    deferring to the baseline) a diamond, a single student a circle."""
+    """Color, marker and label suffix: the promoted model a star, the baseline (labelled as the production
+    model it is) a square, a cascade (a student deferring to production) a diamond, a single student a
+    circle."""
     cascade = row.get("kind") == "cascade"
     if row.get("promoted"):
         return PROMOTED_COLOR, "*", " (promoted cascade)" if cascade else " (promoted)"
     if row.get("is_baseline"):
-        return BASELINE_COLOR, "s", " (baseline)"
+        return BASELINE_COLOR, "s", ""
     if cascade:
         return CASCADE_COLOR, "D", f" (defers {100 * row.get('deferral_share', 0):.0f}%)"
     return CANDIDATE_COLOR, "o", ""
@@ -93,7 +96,7 @@ def _accuracy_scatter(rows: Sequence[dict], x_key: str, x_label: str, title: str
             zorder=3,
         )
         ax.annotate(
-            r["name"] + suffix,
+            model_label(r) + suffix,
             (r[x_key], r["accuracy"]),
             textcoords="offset points",
             xytext=(6, 6),
@@ -108,7 +111,7 @@ def _accuracy_scatter(rows: Sequence[dict], x_key: str, x_label: str, title: str
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     if any(r.get("kind") == "cascade" for r in rows):  # a legend entry for the cascades' marker
-        ax.plot([], [], "D", color=CASCADE_COLOR, label="cascade: student + deferral to the baseline")
+        ax.plot([], [], "D", color=CASCADE_COLOR, label="cascade: student + deferral to production")
     ax.legend(loc="best", fontsize=8)
     return fig
 

@@ -3,8 +3,10 @@
 Candidates are single students and cascades (a student deferring its least confident queries to the
 baseline) alike. A candidate is eligible when it is cheaper than the baseline, loses at most `max_drop_points`
 percentage points of accuracy, and is not significantly worse on the paired test (McNemar
-p < alpha with accuracy below the baseline's). The cheapest eligible candidate is promoted; ties on
-cost go to the more accurate one, then to the name, so the choice is deterministic.
+p < alpha with accuracy below the baseline's). The cheapest eligible candidate is promoted. Costs within
+`cost_tie_share` of the baseline's cost per 1k of the cheapest count as the same cost (a student's cost comes
+from its measured latency, which a busy machine changes, and a difference that small is not worth accuracy):
+among those the most accurate is promoted, then the first by name, so the same data give the same choice.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class PromotionRule:
     max_drop_points: float = 2.0  # candidate accuracy >= baseline accuracy - 2 points
     alpha: float = 0.05  # and not significantly worse: McNemar p >= alpha, OR candidate better
     require_cheaper: bool = True  # and cheaper than the baseline (skipped when its cost is unknown)
+    cost_tie_share: float = 0.01  # costs within 1% of the baseline's of the cheapest are a tie
 
 
 def _pct(accuracy: float) -> str:
@@ -73,6 +76,12 @@ def choose_promotion(baseline: dict, candidates: list[dict], rule: PromotionRule
         else:
             rejected[candidate["name"]] = reason
     eligible.sort(key=lambda c: (c["cost_per_1k"], -c["accuracy"], c["name"]))
+    if eligible:  # the most accurate of those as cheap as the cheapest, within the tie
+        tie = rule.cost_tie_share * (baseline.get("cost_per_1k") or 0.0)
+        cheap = [c for c in eligible if c["cost_per_1k"] <= eligible[0]["cost_per_1k"] + tie + _EPS]
+        chosen = min(cheap, key=lambda c: (-c["accuracy"], c["name"]))
+        eligible.remove(chosen)
+        eligible.insert(0, chosen)
 
     if not candidates:
         reason = f"no candidates were evaluated; {baseline['name']} stays in production"
@@ -84,8 +93,14 @@ def choose_promotion(baseline: dict, candidates: list[dict], rule: PromotionRule
         p_text = "" if p is None else f", McNemar p = {p:.3g}"
         base_cost = baseline.get("cost_per_1k")
         base_cost_text = "unknown" if base_cost is None else f"${base_cost:.4g}"
+        cheapest = min(c["cost_per_1k"] for c in eligible)
+        what = (
+            "the cheapest eligible candidate"
+            if best["cost_per_1k"] <= cheapest + _EPS
+            else f"the most accurate of the eligible candidates within ${tie:.2g} per 1k of the cheapest"
+        )
         reason = (
-            f"{best['name']} is the cheapest eligible candidate: ${best['cost_per_1k']:.4g} per 1k queries "
+            f"{best['name']} is {what}: ${best['cost_per_1k']:.4g} per 1k queries "
             f"vs {base_cost_text} for {baseline['name']}, accuracy "
             f"{_pct(best['accuracy'])} vs {_pct(baseline['accuracy'])}{p_text}"
         )

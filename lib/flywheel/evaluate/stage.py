@@ -22,6 +22,7 @@ from flywheel.core.registry import Entry, Registry, default_export_path
 from flywheel.core.results import EvalResult, FinetuneResult, TriageResult, read_result
 from flywheel.core.routers import load_router
 from flywheel.core.runs import RunDir, now_iso
+from flywheel.core.sharing import shareable
 from flywheel.core.store import Store
 from flywheel.evaluate.ablation import score_ablation
 from flywheel.evaluate.cascades import cascade_name, cascade_row, choose_threshold
@@ -73,15 +74,16 @@ class Evaluation:
         return [r for r in self.rows if r.get("kind") == kind]
 
     def cascade_table(self) -> pd.DataFrame:
-        """One line per cascade: its student, threshold and deferral share (chosen on validation), and on test
-        its deferral share, accuracy, cost per 1k and p50 latency."""
+        """One line per cascade: its student, threshold, deferral share and the upper bound of its accuracy
+        drop (chosen on validation), and on test its deferral share, accuracy, cost per 1k and p50 latency."""
         columns = {
             "student": "student", "threshold": "threshold",
-            "validation_deferral_share": "validation_deferral_share", "deferral_share": "test_deferral_share",
+            "validation_deferral_share": "validation_deferral_share",
+            "validation_drop_upper": "validation_drop_upper", "deferral_share": "test_deferral_share",
             "accuracy": "accuracy", "cost_per_1k": "cost_per_1k_usd", "p50_ms": "p50_ms",
         }  # fmt: skip
         rows = [
-            {"cascade": r["name"], **{new: r[old] for old, new in columns.items()}}
+            {"cascade": r["name"], **{new: r.get(old) for old, new in columns.items()}}
             for r in self.rows_of("cascade")
         ]
         return pd.DataFrame(rows, columns=["cascade", *columns.values()]).set_index("cascade")
@@ -183,6 +185,7 @@ def evaluate_all(
             validation["label"].tolist(),
             validation_production,
             eval_cfg.cascade_target_points,
+            eval_cfg.cascade_confidence,
         )
         if choice.threshold is None:
             skipped[name] = choice.reason
@@ -194,7 +197,9 @@ def evaluate_all(
         cascades.append(cascade)
     rows += cascades
     predictions.update(cascade_predictions)
-    rule = PromotionRule(max_drop_points=eval_cfg.max_drop_points, alpha=eval_cfg.alpha)
+    rule = PromotionRule(
+        max_drop_points=eval_cfg.max_drop_points, alpha=eval_cfg.alpha, cost_tie_share=eval_cfg.cost_tie_share
+    )
     decision = choose_promotion(baseline, rows[1:], rule)
     for row in rows:
         row["promoted"] = row["name"] == decision["promoted"]
@@ -310,5 +315,6 @@ def write_summary(run: RunDir, evaluation: Evaluation) -> dict:
         "promoted": evaluation.decision["promoted"],
         "promotion": {**evaluation.decision, "rule": asdict(evaluation.rule)},
     }
+    summary = shareable(summary, run.path)  # meant for sharing: no machine paths
     atomic_write_json(run.summary_path, summary)
     return summary

@@ -32,6 +32,7 @@ from flywheel.core.files import atomic_write_json
 from flywheel.core.registry import Entry, Registry
 from flywheel.core.routers import EndpointRouter
 from flywheel.core.store import Store
+from flywheel.core.tracking import track_week
 from flywheel.cycle import StageFailed, run_cycle
 from flywheel.demo.generator import PRODUCTION_MODEL
 from flywheel.demo.production_llm import production_app
@@ -50,6 +51,8 @@ from flywheel.weeks.traffic import (
 
 PREFIX = "flywheel-"
 TRAJECTORY = "trajectory.json"
+STATE = "state.json"  # the week loop's own state, for --resume
+FROZEN_CONFIG = "flywheel.yaml"  # the config the flywheel started with, resolved
 
 
 class FlywheelError(RuntimeError):
@@ -83,21 +86,43 @@ def models_from_summary(summary: dict) -> dict[str, dict]:
 class Flywheel:
     """The state of one `flywheel run` and its week loop."""
 
-    def __init__(self, config_path: Path, runs_root: Path, log: Callable[[str], None]):
-        self.config_path = Path(config_path).resolve()
-        self.config = load_config(self.config_path)
-        if self.config.flywheel is None:
-            raise ValueError(f"{config_path}: no `flywheel:` section (see configs/flywheel.yaml)")
-        self.settings = self.config.flywheel
+    def __init__(
+        self,
+        config_path: Path | None,
+        runs_root: Path,
+        log: Callable[[str], None],
+        resume: Path | None = None,
+    ):
+        """A new flywheel from `config_path` under `runs_root`, or (`resume`) the one in that folder, taken up
+        after its last complete week with the config it started with."""
         self.log = log
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        self.folder = (Path(runs_root) / f"{PREFIX}{stamp}-{self.config.name}").resolve()
+        if resume is None:
+            self.config_path = Path(config_path).resolve()
+            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+            self.config = load_config(self.config_path)
+            if self.config.flywheel is None:
+                raise ValueError(f"{config_path}: no `flywheel:` section (see configs/flywheel.yaml)")
+            self.folder = (Path(runs_root) / f"{PREFIX}{stamp}-{self.config.name}").resolve()
+            self.folder.mkdir(parents=True)
+            frozen = self.folder / FROZEN_CONFIG
+            frozen.write_text(
+                f"# {self.config_path.name} as this flywheel started with it (what --resume reads)\n"
+                + yaml.safe_dump(self.config.model_dump(mode="json"))
+            )
+            self.config_path = frozen
+        else:
+            self.folder = Path(resume).resolve()
+            self.config_path = self.folder / FROZEN_CONFIG
+            if not (self.folder / STATE).is_file() or not self.config_path.is_file():
+                raise FlywheelError(f"cannot resume {self.folder}: no {STATE} or {FROZEN_CONFIG} in it")
+            self.config = load_config(self.config_path)
+        self.settings = self.config.flywheel
         self.replay = self.folder / "world"
-        self.replay.mkdir(parents=True)
+        self.replay.mkdir(exist_ok=True)
         for name in ("logs.jsonl", "hidden_truth.jsonl"):
             (self.replay / name).touch()
         self.world = WeeklyWorld.create(
-            Path(runs_root).resolve() / "demo-worlds" / f"{PREFIX}{self.config.name}",
+            self.folder.parent / "demo-worlds" / f"{PREFIX}{self.config.name}",
             experts=self.config.experts,
             n_interactions=self.settings.n_interactions,
             weeks=self.settings.weeks,
@@ -114,7 +139,56 @@ class Flywheel:
         self.last_cycle_week = 0
         self.serving_since: dict[int, int] = {}  # registry seq of a promotion -> the week it was made
         self.shadow_since: dict[int, int] = {}  # registry seq of a shadow -> its first shadow week
+        self.in_progress: dict[str, Any] | None = None  # the week under way (what a resume takes up)
+        self.seconds_before = 0.0  # spent by earlier invocations of a resumed run
+        self.started_argilla = (
+            False  # this flywheel started the embedded Argilla server (stops it at the end)
+        )
         self.started = time.perf_counter()
+        if resume is not None:
+            self._load_state()
+
+    # --- resuming ----------------------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        """The week loop's memory, written when a week begins, before its cycle and when it ends."""
+        atomic_write_json(
+            self.folder / STATE,
+            {
+                "weeks_done": len(self.weeks),
+                "in_progress": self.in_progress,
+                "latest_models": self.latest_models,
+                "production_floor": self.production_floor,
+                "last_cycle_week": self.last_cycle_week,
+                "serving_since": {str(k): v for k, v in self.serving_since.items()},
+                "shadow_since": {str(k): v for k, v in self.shadow_since.items()},
+                "seconds": self.seconds_before + time.perf_counter() - self.started,
+                "started_argilla": self.started_argilla,
+            },
+        )
+
+    def _load_state(self) -> None:
+        state = json.loads((self.folder / STATE).read_text())
+        trajectory = json.loads((self.folder / TRAJECTORY).read_text()) if state["weeks_done"] else {}
+        self.weeks = trajectory.get("weeks", [])[: state["weeks_done"]]
+        self.in_progress = state["in_progress"]
+        self.latest_models = state["latest_models"]
+        self.production_floor = state["production_floor"]
+        self.last_cycle_week = state["last_cycle_week"]
+        self.serving_since = {int(k): v for k, v in state["serving_since"].items()}
+        self.shadow_since = {int(k): v for k, v in state["shadow_since"].items()}
+        self.seconds_before = state["seconds"]
+        self.started_argilla = state["started_argilla"]
+
+    def _entry(self, seq: int | None) -> Entry | None:
+        return None if seq is None else next(e for e in self.registry.history() if e.seq == seq)
+
+    def _cycle_dirs(self) -> list[str]:
+        cycles = self.folder / "cycles"
+        return (
+            sorted(p.name for p in cycles.iterdir() if (p / "manifest.json").is_file())
+            if cycles.is_dir()
+            else []
+        )
 
     # --- set-up ------------------------------------------------------------------------------------------
     def write_cycle_config(self, production_url: str) -> Path:
@@ -157,32 +231,55 @@ class Flywheel:
             self.log(
                 f"flywheel {self.folder.name}: {self.settings.weeks} weeks, router service {self.router_url}"
             )
-            for week in range(1, self.settings.weeks + 1):
+            if self.weeks:
+                self.log(f"resuming after week {len(self.weeks)}")
+            for week in range(len(self.weeks) + 1, self.settings.weeks + 1):
                 self.weeks.append(self.run_week(week))
+                self.in_progress = None
                 self.write_trajectory()
+                self._save_state()
+                track_week(self.folder, self.config, self.weeks[-1], self.log)  # MLflow: step = week
         self.write_trajectory(final=True)
         return self.folder
 
     @contextmanager
     def _embedded_argilla(self) -> Iterator[None]:
         """One embedded Argilla server for all the cycles (each cycle would start and stop its own), unless
-        the config points at a team's server."""
-        if os.environ.get(self.config.review.argilla_url_env) or argilla_server.is_running():
+        the config points at a team's server. A resumed run takes over the server its stopped run started."""
+        if os.environ.get(self.config.review.argilla_url_env):
             yield
             return
-        self.log(f"starting the embedded Argilla server: {argilla_server.up(log=self.log).url}")
+        if argilla_server.is_running() and not self.started_argilla:
+            yield  # someone else's: left running
+            return
+        self.log(f"the embedded Argilla server: {argilla_server.up(log=self.log).url}")
+        self.started_argilla = True
+        self._save_state()
         try:
             yield
         finally:
             argilla_server.down()
 
     def run_week(self, week: int) -> dict:
-        state = self.registry.state()
-        in_service, shadowed = state.current, getattr(state, "shadow", None)
+        resumed = self.in_progress if self.in_progress and self.in_progress["week"] == week else None
+        if resumed:  # the routers as they were when the week began (its gate may have changed them since)
+            in_service, shadowed = self._entry(resumed["in_service"]), self._entry(resumed["shadowed"])
+        else:
+            state = self.registry.state()
+            in_service, shadowed = state.current, getattr(state, "shadow", None)
+            self.in_progress = {
+                "week": week,
+                "in_service": in_service.seq if in_service else None,
+                "shadowed": shadowed.seq if shadowed else None,
+                "cycle": None,
+            }
+            self._save_state()
         if in_service is None and shadowed is None:  # the production LLM's own logs
             delivery = deliver_from_production(self.world, week, self.replay, self.store, self.cycle_config)
         else:  # the router service answers (through the production endpoint while nothing is promoted)
-            delivery = deliver_through_service(self.world, week, self.replay, self.router_url, self.now)
+            delivery = deliver_through_service(
+                self.world, week, self.replay, self.router_url, self.now, self.store
+            )
             if not self.shadows.flush(timeout=600):
                 raise FlywheelError(f"week {week}: the service's shadow decisions were not all written")
         router = in_service.model_name if in_service else "production"
@@ -190,7 +287,12 @@ class Flywheel:
             f"week {week:>2}: {delivery.traffic} questions answered by {router}"
             + (f", {shadowed.model_name} in shadow" if shadowed else "")
         )
-        status = cycle_status(self.store, self.cycle_config.collect)
+        cycle = self.in_progress.get("cycle")
+        status = (
+            {"should_run": True, "reasons": cycle["reasons"]}  # decided before the run was stopped
+            if cycle
+            else cycle_status(self.store, self.cycle_config.collect)
+        )
         entry: dict[str, Any] = {
             "week": week,
             "start": self.world.week_start(week).isoformat(),
@@ -207,6 +309,13 @@ class Flywheel:
             "events": [],
         }
         if status["should_run"]:
+            if not cycle:
+                self.in_progress["cycle"] = {
+                    "reasons": status["reasons"],
+                    "before": self._cycle_dirs(),
+                    "reviewed_before": sorted(self._reviewed_keys()),
+                }
+                self._save_state()
             self.run_cycle_of_week(week, entry, in_service, shadowed)
         entry.update(self.week_counts(week, entry["router"], in_service))
         return entry
@@ -219,10 +328,13 @@ class Flywheel:
     def run_cycle_of_week(
         self, week: int, entry: dict, in_service: Entry | None, shadowed: Entry | None
     ) -> None:
-        reviewed_before = self._reviewed_keys()
+        cycle = self.in_progress["cycle"]
+        reviewed_before = {tuple(key) for key in cycle["reviewed_before"]}
+        started = [d for d in self._cycle_dirs() if d not in cycle["before"]]
         try:
             run = run_cycle(
                 self.cycle_config_path,
+                resume=self.folder / "cycles" / started[-1] if started else None,
                 runs_root=self.folder / "cycles",
                 kernel_name=self.settings.kernel,
                 log=lambda line: self.log(f"          {line}"),
@@ -461,7 +573,7 @@ class Flywheel:
                 "reviews_per_cycle_max": max(cycles) if cycles else 0,
                 "weeks_below_gate_in_a_row_max": below,
                 "cycles": len(cycles),
-                "seconds": round(time.perf_counter() - self.started, 1),
+                "seconds": round(self.seconds_before + time.perf_counter() - self.started, 1),
             },
         }
 
@@ -478,6 +590,7 @@ def run_flywheel(
     config_path: str | Path = REPO_ROOT / "configs" / "flywheel.yaml",
     runs_root: str | Path = "runs",
     log: Callable[[str], None] = print,
+    resume: str | Path | None = None,
 ) -> Path:
-    """Run the weeks; returns the flywheel's folder."""
-    return Flywheel(Path(config_path), Path(runs_root), log).run()
+    """Run the weeks (or, with `resume`, the rest of a stopped flywheel's); returns the flywheel's folder."""
+    return Flywheel(Path(config_path), Path(runs_root), log, Path(resume) if resume else None).run()
