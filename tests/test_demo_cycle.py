@@ -5,7 +5,8 @@ on the unbiased (audited) test split, and their cascades.
 The data pipeline is deterministic (the audit sample is seeded by the config's seed and the store), so its
 counts are exact. Accuracies are asserted in bands around the figures the README reports (CPU, 2026-12-02:
 production 99.0%, TF-IDF 83.0%, MiniLM + LR 85.7%, fine-tuned MiniLM 91.2% (87.8% when a busy machine cut it
-to 2 epochs), the three-student vote 93.5%; its cascade 97.3%, deferring 14%). The fine-tuned MiniLM trains
+to 2 epochs), the three-student vote 93.5%; its cascade, held to a 90% bound on validation, 98.6% deferring
+35%, 2.8x cheaper (2.6x on a busy machine)). The fine-tuned MiniLM trains
 within a time budget, so a slower or busier machine trains it fewer steps: its band (and the vote's) is
 wider."""
 
@@ -69,17 +70,22 @@ def test_the_best_student_learns_rather_than_memorises(summary):
     assert tfidf["unseen_template_accuracy"] < best["unseen_template_accuracy"]
 
 
-def test_only_a_cascade_is_promoted_within_the_rule_at_a_third_of_the_cost(summary):
+def test_only_a_cascade_is_promoted_within_the_rule_at_a_fraction_of_the_cost(summary):
     """The demo's story: no single small router is within 2 points of production; a student deferring its
-    least confident queries (threshold chosen on validation) is, at >= 3x lower cost."""
+    least confident queries (threshold chosen on validation, held to its bound) is, at >= 2.5x lower cost
+    (measured 2.6-2.8x; the verdict issue's goal of 3x is not met since thresholds are held to the bound)."""
     assert all(c["name"] in summary["promotion"]["rejected"] for c in summary["candidates"])
     baseline = summary["baseline"]
     costs = {c["name"]: c["cost_per_1k"] for c in summary["candidates"]}
     assert max(costs.values()) < baseline["cost_per_1k"] / 50  # a single student: >= 50x cheaper
     promoted = next(c for c in summary["cascades"] if c["name"] == summary["promoted"])
     assert promoted["accuracy"] >= baseline["accuracy"] - 0.02
-    assert promoted["cost_per_1k"] <= baseline["cost_per_1k"] / 3
+    assert promoted["cost_per_1k"] <= baseline["cost_per_1k"] / 2.5
     assert 0 < promoted["deferral_share"] < 1
+    assert (
+        promoted["validation_drop_upper"]
+        <= load_config(REPO_ROOT / "configs" / "demo.yaml").eval.max_drop_points / 100
+    )
 
 
 def test_each_label_source_adds_accuracy(summary):
