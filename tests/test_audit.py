@@ -55,6 +55,19 @@ def test_each_week_gets_its_share_within_one_and_the_validation_count_is_exact()
     assert all(r["sampled_at"].tzinfo is not None for r in sample)
 
 
+def test_newest_weeks_draws_from_the_latest_weeks_only():
+    frame = logs()  # 300, 120, 45 and 9 interactions over four weeks
+    sample = sample_audit(frame, set(), size=27, validation_share=0.0, seed=1, cycle_id="c", newest_weeks=2)
+    weeks = pd.Series([r["interaction_id"].split("-")[0] for r in sample]).value_counts().to_dict()
+    assert set(weeks) == {"w2", "w3"} and sum(weeks.values()) == 27
+    assert abs(weeks["w2"] - 27 * 45 / 54) < 1  # by their shares within the two newest weeks
+    # the newest weeks not audited yet: with week 3 audited in full, weeks 1 and 2
+    audited = {i for i in frame["id"] if i.startswith("w3")}
+    later = sample_audit(frame, audited, size=33, validation_share=0.0, seed=1, cycle_id="c", newest_weeks=2)
+    assert {r["interaction_id"].split("-")[0] for r in later} == {"w1", "w2"}
+    assert key(sample_audit(frame, set(), 27, 0.0, 1, "c")) != key(sample)  # all weeks: another sample
+
+
 def test_iso_weeks_are_the_strata_even_across_a_year_end():
     frame = pd.DataFrame(
         {

@@ -41,11 +41,14 @@ def sample_audit(
     validation_share: float,
     seed: int,
     cycle_id: str,
+    newest_weeks: int | None = None,
 ) -> list[dict[str, Any]]:
     """Up to `size` interactions not in `audited_ids`, stratified by ISO week of `timestamp` and drawn with
     an RNG seeded by the config's seed and the ids available (so the same store gives the same sample in
     every run, and a later cycle, with new interactions, another one); exactly round(n * validation_share)
-    of the n drawn get split "validation", the others "test". Returns store rows (interaction_id, split,
+    of the n drawn get split "validation", the others "test". With `newest_weeks`, only the interactions of
+    the newest that many ISO weeks are drawn from (the traffic a gate judges; the splits then weight recent
+    weeks more than their share of all traffic). Returns store rows (interaction_id, split,
     cycle_id, sampled_at); the same inputs give the same sample, whatever the frame's row order or other
     columns."""
     frame = interactions.loc[:, list(SAMPLE_COLUMNS)].copy()  # blind: nothing else is read
@@ -56,6 +59,8 @@ def sample_audit(
     frame = frame.sort_values("id", kind="stable")
     iso = pd.to_datetime(frame["timestamp"], utc=True).dt.isocalendar()
     frame["week"] = iso["year"].astype(int) * 100 + iso["week"].astype(int)
+    if newest_weeks is not None:
+        frame = frame[frame["week"].isin(sorted(frame["week"].unique())[-newest_weeks:])]
     digest = hashlib.sha256("\0".join([str(seed), *frame["id"]]).encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
 

@@ -233,6 +233,12 @@ class AuditConfig(_Strict):
     validation_share: float = Field(
         default=0.3, ge=0, lt=1, description="of each cycle's sample: validation (thresholds, early stopping)"
     )
+    newest_weeks: int | None = Field(
+        default=None,
+        ge=1,
+        description="draw only from the newest this many ISO weeks not audited yet (e.g. the weeks since the "
+        "last cycle, which a flywheel's gate judges); null: all weeks, each by its share",
+    )
 
 
 class SplitConfig(_Strict):

@@ -114,6 +114,7 @@ class Triage:
             validation_share=audit.validation_share,
             seed=self.config.seed,
             cycle_id=self.run.cycle_id,
+            newest_weeks=audit.newest_weeks,
         )
         self.store.add_audit_items(self.sampled)
         chosen = {budgeting.AUDIT: [(row["interaction_id"], None) for row in self.sampled]}
