@@ -50,21 +50,37 @@ def test_the_launch_week_is_flagged_and_no_week_before_it(demo_store, tmp_path):
     assert table["routing_error_rate"].isna().all()  # no reviews yet
 
 
-def test_routing_error_rate_comes_with_reviews():
-    stamps = pd.to_datetime(["2026-09-07"] * 100 + ["2026-09-14"] * 100, utc=True)
-    frame = pd.DataFrame(
+def _two_weeks(n: int = 100) -> pd.DataFrame:
+    return pd.DataFrame(
         {
-            "id": [f"i{k}" for k in range(200)],
-            "timestamp": stamps,
-            "routed_expert": ["it_help", "facilities"] * 100,
-            "satisfied": [True, False] * 100,
+            "id": [f"i{k}" for k in range(2 * n)],
+            "timestamp": pd.to_datetime(["2026-09-07"] * n + ["2026-09-14"] * n, utc=True),
+            "routed_expert": ["it_help", "facilities"] * n,
+            "satisfied": [True, False] * n,
         }
     )
-    routed_wrong = [f"i{k}" for k in range(2)] + [f"i{k}" for k in range(100, 140)]
-    reviews = pd.DataFrame({"interaction_id": routed_wrong, "cause": "routing"})
-    table = drift_table(frame, reviews, min_window_size=30)
-    assert table["routing_error_rate"].round(2).tolist() == [0.02, 0.40]
+
+
+def test_routing_error_rate_is_the_share_of_reviewed_interactions():
+    reviewed = [f"i{k}" for k in range(50)] + [f"i{k}" for k in range(100, 150)]
+    routing = set(reviewed[:2]) | set(reviewed[50:90])  # 2 of 50, then 40 of 50
+    reviews = pd.DataFrame(
+        {"interaction_id": reviewed, "cause": ["routing" if i in routing else "none" for i in reviewed]}
+    )
+    table = drift_table(_two_weeks(), reviews, min_window_size=30)
+    assert table["reviewed"].tolist() == [50, 50]
+    assert table["routing_error_rate"].round(2).tolist() == [0.04, 0.80]
     assert table["moved"].tolist() == [[], ["routing_errors"]]
+
+
+def test_a_window_nobody_has_reviewed_yet_is_not_routing_drift():
+    """The newest week before its cycle: no reviews, so no routing errors found; that is not a change."""
+    reviewed = [f"i{k}" for k in range(60)]
+    reviews = pd.DataFrame({"interaction_id": reviewed, "cause": ["routing"] * 20 + ["none"] * 40})
+    table = drift_table(_two_weeks(), reviews, min_window_size=30)
+    assert table["reviewed"].tolist() == [60, 0]
+    assert pd.isna(table["routing_error_rate"].iloc[1]) and pd.isna(table["p_routing"].iloc[1])
+    assert not table["flagged"].any()
 
 
 def test_small_windows_are_not_tested():

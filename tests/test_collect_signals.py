@@ -5,8 +5,9 @@ import pytest
 from conftest import good_record
 
 from flywheel.collect.ingest import ingest
-from flywheel.collect.signals import compute_signals, embed, signal_summary
+from flywheel.collect.signals import compute_signals, signal_summary
 from flywheel.core.config import REPO_ROOT, load_config
+from flywheel.core.embeddings import Embedder, embed
 from flywheel.core.pii import PiiMasker
 
 SIGNALS = load_config(REPO_ROOT / "configs" / "test.yaml").collect.signals
@@ -72,6 +73,17 @@ def test_recomputing_replaces_rather_than_adds(signals):
     compute_signals(signals, SIGNALS)
     after = signals.signals_frame().drop(columns="computed_at")
     assert after.equals(before)
+
+
+def test_a_cached_derivation_gives_the_same_signals_and_embeds_only_new_questions(signals, tmp_path):
+    before = signals.signals_frame().drop(columns="computed_at")
+    compute_signals(signals, SIGNALS, cache_dir=tmp_path)
+    assert signals.signals_frame().drop(columns="computed_at").equals(before)
+    cache = Embedder(SIGNALS.model, cache_dir=tmp_path)
+    assert cache.cache_path.is_file() and len(cache._cache) >= 2  # the follow-up pairs' questions
+    mtime = cache.cache_path.stat().st_mtime_ns
+    compute_signals(signals, SIGNALS, cache_dir=tmp_path)  # nothing new: the cache is not written again
+    assert cache.cache_path.stat().st_mtime_ns == mtime
 
 
 def test_summary_counts_per_kind(signals):

@@ -85,6 +85,11 @@ def test_cycles_run_when_status_says_so_and_stay_within_the_review_budget(flywhe
         production = week["models"]["production"]
         assert production["ci_low"] <= production["accuracy"] <= production["ci_high"] + 1e-9
         assert set(week["models"]) >= {"production", *(c.name for c in load_config(CONFIG).candidates)}
+    # the gate's own needs: a shadow week ends, or a promoted router served its first week, in a cycle
+    for before, week in zip(trajectory["weeks"], trajectory["weeks"][1:], strict=False):
+        if any(e["kind"] in ("shadow", "promote") for e in before["events"]):
+            assert week["cycle_id"], f"week {week['week']} judged nothing"
+            assert any("the gate judges it" in r for r in week["trigger"]["reasons"])
 
 
 def test_the_registry_and_the_events_agree(flywheel_run):

@@ -1,9 +1,10 @@
-"""The online gate: a router fails only when its week's audited accuracy is significantly below the floor;
-a shadow candidate also needs to agree with the router in service; too few audited items give no verdict."""
+"""The online gate: a router fails only when its week's audited accuracy is significantly below the floor; a
+shadow candidate passes only when its accuracy reaches the floor and it agrees with the router in service;
+too few audited items give no verdict."""
 
 import pandas as pd
 
-from flywheel.weeks.gate import agreement_between, judge
+from flywheel.weeks.gate import agreement_between, costs_more, judge
 
 
 def week(n_right: int, n_wrong: int) -> tuple[pd.Series, pd.Series]:
@@ -47,3 +48,22 @@ def test_agreement_is_over_the_ids_both_decided():
     b = pd.Series(["x", "n", "z", "w"], index=["1", "2", "3", "4"])
     assert agreement_between(a, b) == 2 / 3
     assert agreement_between(a, pd.Series(["x"], index=["9"])) is None
+
+
+def test_a_candidate_is_promoted_on_its_accuracy_not_on_the_benefit_of_the_doubt():
+    """90% on 50 items against a 95% floor: a router in service keeps serving, a candidate waits."""
+    kept = judge("r", *week(45, 5), floor=0.95, min_reviewed=20)
+    waits = judge("c", *week(45, 5), floor=0.95, min_reviewed=20, to_promote=True)
+    assert kept.passed is True
+    assert waits.passed is None and waits.accuracy == 0.9 and "not surely below" in waits.reason
+    holds = judge("c", *week(48, 2), floor=0.95, min_reviewed=20, to_promote=True)  # 96%
+    assert holds.passed is True
+    far = judge("c", *week(35, 15), floor=0.95, min_reviewed=20, to_promote=True)
+    assert far.passed is False
+
+
+def test_a_candidate_dearer_than_the_router_in_service_beyond_a_tie_costs_more():
+    assert costs_more(0.12, 0.03, production=0.2, tie_share=0.01)
+    assert not costs_more(0.031, 0.03, production=0.2, tie_share=0.01)  # within 1% of production's $0.2
+    assert not costs_more(0.02, 0.03, production=0.2, tie_share=0.01)
+    assert not costs_more(0.12, None, production=0.2, tie_share=0.01)

@@ -4,8 +4,10 @@ Three measures per window, each tested against all earlier windows pooled (the r
 
 - **satisfaction rate** (satisfied among rated interactions): two-proportion z-test
   (`statsmodels.stats.proportion.proportions_ztest`);
-- **routing-error rate** (interactions whose expert review says cause=routing, among all the window's
-  interactions): the same test, once triage has written reviews;
+- **routing-error rate** (interactions whose expert review says cause=routing, among the window's reviewed
+  interactions): the same test, once triage has written reviews. The share is of the reviewed ones, not of
+  all: a window the experts have not reviewed yet (the newest, before its cycle) has no routing errors
+  because nobody looked, which is not drift;
 - **traffic mix** per routed expert: chi-square test of homogeneity (`scipy.stats.chi2_contingency`).
 
 A window is flagged when a test rejects at `collect.drift.alpha`. Windows (or references) smaller than
@@ -39,15 +41,19 @@ def drift_table(
     alpha: float = 0.01,
     min_window_size: int = 30,
 ) -> pd.DataFrame:
-    """One row per window: size, rates, traffic shares (`share_<expert>`), p-values and `flagged`.
+    """One row per window: size, rates, traffic shares (`share_<expert>`), p-values and `flagged`. The
+    routing-error test needs `min_window_size` reviewed interactions in the window and in the reference.
     `interactions` needs `id`, `timestamp`, `routed_expert`, `satisfied`; `reviews` (optional) needs
     `interaction_id` and `cause`."""
     frame = interactions.assign(window=_windows(interactions["timestamp"], window))
     routing_ids: set[str] = set()
+    reviewed_ids: set[str] = set()
     has_reviews = reviews is not None and len(reviews) > 0
     if has_reviews:
         first = reviews.drop_duplicates("interaction_id")  # one attribution per interaction
+        reviewed_ids = set(first["interaction_id"])
         routing_ids = set(first.loc[first["cause"] == "routing", "interaction_id"])
+    frame["reviewed"] = frame["id"].isin(reviewed_ids)
     frame["routing_error"] = frame["id"].isin(routing_ids)
     rated = frame["satisfied"].notna()
     frame["sat"] = frame["satisfied"].where(rated, False).astype(bool)
@@ -58,11 +64,14 @@ def drift_table(
             "interactions": grouped.size(),
             "rated": grouped["satisfied"].count(),
             "satisfied": grouped["sat"].sum(),
+            "reviewed": grouped["reviewed"].sum(),
             "routing_errors": grouped["routing_error"].sum(),
         }
     )
     table["satisfaction_rate"] = table["satisfied"] / table["rated"].replace(0, np.nan)
-    table["routing_error_rate"] = table["routing_errors"] / table["interactions"] if has_reviews else np.nan
+    table["routing_error_rate"] = (
+        table["routing_errors"] / table["reviewed"].replace(0, np.nan) if has_reviews else np.nan
+    )
     mix = pd.crosstab(frame["window"], frame["routed_expert"])
     for column in ("p_satisfaction", "p_routing", "p_mix"):
         table[column] = np.nan
@@ -78,12 +87,13 @@ def drift_table(
             table.loc[ref, "satisfied"].sum(),
             table.loc[ref, "rated"].sum(),
         )
-        if has_reviews:
+        reviewed_before = table.loc[ref, "reviewed"].sum()
+        if has_reviews and min(table.at[w, "reviewed"], reviewed_before) >= min_window_size:
             table.at[w, "p_routing"] = _two_proportions(
                 table.at[w, "routing_errors"],
-                table.at[w, "interactions"],
+                table.at[w, "reviewed"],
                 table.loc[ref, "routing_errors"].sum(),
-                table.loc[ref, "interactions"].sum(),
+                reviewed_before,
             )
         counts = np.vstack([mix.loc[w].to_numpy(), mix.loc[ref].sum().to_numpy()])
         counts = counts[:, counts.sum(axis=0) > 0]
@@ -133,7 +143,7 @@ def plot_drift(table: pd.DataFrame, path: str | Path | None = None) -> Figure:
     top.set_ylim(0, 1)
     top.set_title("Drift per window (shaded: a test flagged the window)")
     middle.plot(x, table["routing_error_rate"], marker="o", color="tab:orange")
-    middle.set_ylabel("routing-error rate")
+    middle.set_ylabel("routing errors / reviewed")
     if table["routing_error_rate"].isna().all():
         middle.text(0.5, 0.5, "no expert reviews yet", transform=middle.transAxes, ha="center", color="grey")
     shares = table.filter(like="share_")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from flywheel.core.embeddings import embed
+from flywheel.core.embeddings import Embedder
 from flywheel.core.store import Store, utcnow
 
 KINDS = ("retry", "rephrase", "escalation")
@@ -57,9 +57,12 @@ def derive_signals(
     rephrase_similarity: float = 0.75,
     escalation_pattern: str = "",
     model_source: str | Path = "minilm-l6",
+    cache_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """The implicit signals of a frame of interactions (`id`, `timestamp`, `session_id`, `query_masked`,
-    `comment`): one row per (interaction_id, kind) with `related_id`, `score` and `detail`."""
+    `comment`): one row per (interaction_id, kind) with `related_id`, `score` and `detail`. Embeddings are
+    kept in `cache_dir` (the runs' embedding cache, shared with the judges): every cycle derives the signals
+    of the whole store again, and only the new questions need embedding."""
     asks_person = re.compile(escalation_pattern, re.IGNORECASE) if escalation_pattern else None
     pairs = follow_up_pairs(frame, window_minutes)
     rows: dict[tuple[str, str], dict] = {}
@@ -83,7 +86,8 @@ def derive_signals(
     others = pairs[~same]
     if len(others):
         texts = sorted(set(others["query"]) | set(others["next_query"]))
-        vectors = dict(zip(texts, embed(texts, str(model_source)), strict=True))
+        encoded = Embedder(str(model_source), cache_dir=cache_dir).encode(texts)
+        vectors = dict(zip(texts, encoded, strict=True))
         for pair in others.itertuples(index=False):
             similarity = float(vectors[pair.query] @ vectors[pair.next_query])
             if similarity >= rephrase_similarity:
@@ -106,7 +110,7 @@ def derive_signals(
     return pd.DataFrame(list(rows.values()), columns=columns)
 
 
-def compute_signals(store: Store, signals_config) -> pd.DataFrame:
+def compute_signals(store: Store, signals_config, cache_dir: str | Path | None = None) -> pd.DataFrame:
     """Derive the implicit signals of everything in the store and replace the stored ones."""
     frame = store.interactions_frame(["id", "timestamp", "session_id", "query_masked", "comment"])
     signals = derive_signals(
@@ -115,6 +119,7 @@ def compute_signals(store: Store, signals_config) -> pd.DataFrame:
         signals_config.rephrase_similarity,
         signals_config.escalation_pattern,
         signals_config.model,
+        cache_dir,
     )
     now = utcnow()
     records = [

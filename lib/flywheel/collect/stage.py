@@ -67,7 +67,9 @@ class Collect:
 
     def signals(self) -> pd.DataFrame:
         """The implicit signals of the whole store, derived again (they replace the stored ones)."""
-        self.implicit_signals = compute_signals(self.store, self.config.collect.signals)
+        self.implicit_signals = compute_signals(
+            self.store, self.config.collect.signals, cache_dir=self.run.runs_root / "embedding-cache"
+        )
         return self.implicit_signals
 
     def signal_summary(self) -> pd.DataFrame:

@@ -9,11 +9,14 @@ reaches this module.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from flywheel.core.devices import compute_device
+from flywheel.core.files import atomic_path
 from flywheel.core.weights import resolve_model_source
 
 
@@ -46,3 +49,53 @@ def embed(
             show_progress_bar=False,
         )
     return vectors
+
+
+class Embedder:
+    """Sentence embeddings (`embed`), L2-normalised.
+
+    Embeddings are cached by text (in memory, and in `cache_dir` when given, keyed by model and text)
+    so a resumed or repeated run does not embed the same questions twice.
+    """
+
+    def __init__(
+        self,
+        model: str = "minilm-l6",
+        batch_size: int = 64,
+        max_length: int = 128,
+        cache_dir: str | Path | None = None,
+    ):
+        self.model = model
+        self.folder = resolve_model_source(model)
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self._cache: dict[str, np.ndarray] = {}
+        key = hashlib.sha256(f"{self.folder.resolve()}|{max_length}".encode()).hexdigest()[:12]
+        self.cache_path = Path(cache_dir) / f"embeddings-{key}.npz" if cache_dir else None
+        if self.cache_path and self.cache_path.is_file():
+            with np.load(self.cache_path) as saved:
+                self._cache = dict(zip(saved["keys"].tolist(), saved["vectors"], strict=True))
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [self._key(t) for t in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._cache}.items())
+        if missing:
+            vectors = embed([t for _, t in missing], self.model, self.batch_size, self.max_length)
+            for (key, _), vector in zip(missing, vectors, strict=True):
+                self._cache[key] = vector
+            self._save()
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self._cache[k] for k in keys]).astype(np.float32)
+
+    def _save(self) -> None:
+        if self.cache_path is None:
+            return
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        keys = sorted(self._cache)
+        with atomic_path(self.cache_path) as tmp:
+            np.savez(tmp, keys=np.array(keys), vectors=np.stack([self._cache[k] for k in keys]))

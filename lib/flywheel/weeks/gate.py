@@ -4,8 +4,11 @@ candidate in its shadow week.
 The gate's floor is the production model's accuracy on the unbiased test (the latest cycle's) minus the
 promotion margin. A week's audit holds a few dozen items, so a point estimate below the floor is weak
 evidence: a router fails the gate when the upper end of its accuracy's confidence interval is below the
-floor (it is worse than allowed with 1 - alpha confidence); a shadow candidate passes when it is not failing
-and agrees with the router in service on at least `min_agreement` of that week's queries.
+floor (it is worse than allowed with 1 - alpha confidence). Promotion asks more than not failing: a shadow
+candidate passes when its accuracy itself is at or above the floor and it agrees with the router in service
+on at least `min_agreement` of its shadow queries; it fails when the upper end is below the floor or it
+disagrees, and between the two the verdict waits for more audited items (the asymmetry keeps a router
+serving on thin evidence of a fault, and keeps a candidate out on thin evidence of merit).
 """
 
 from __future__ import annotations
@@ -44,8 +47,10 @@ def judge(
     alpha: float = 0.05,
     agreement: float | None = None,
     min_agreement: float | None = None,
+    to_promote: bool = False,
 ) -> Verdict:
-    """`decisions` and `labels` are indexed by interaction id; the items judged are those with both."""
+    """`decisions` and `labels` are indexed by interaction id; the items judged are those with both.
+    `to_promote`: judge a candidate (pass only at or above the floor; None in between)."""
     shared = labels.index.intersection(decisions.dropna().index)
     n = len(shared)
     if n < min_reviewed:
@@ -56,17 +61,23 @@ def judge(
     disagrees = min_agreement is not None and agreement is not None and agreement < min_agreement
     low, high = 100 * scored["ci_low"], 100 * scored["ci_high"]
     accuracy = f"{100 * scored['accuracy']:.1f}% [{low:.1f}, {high:.1f}]"
+    short = to_promote and scored["accuracy"] < floor
     if below:
         reason = f"accuracy {accuracy} on {n} audited items is below the gate's {100 * floor:.1f}%"
     elif disagrees:
         reason = f"agrees with the router in service on {100 * agreement:.1f}% (< {100 * min_agreement:.0f}%)"
+    elif short:
+        reason = (
+            f"accuracy {accuracy} on {n} audited items is under the gate's {100 * floor:.1f}% but not "
+            "surely below it: no verdict yet"
+        )
     else:
         reason = f"accuracy {accuracy} on {n} audited items holds the gate's {100 * floor:.1f}%"
         if agreement is not None:
             reason += f"; agreement with the router in service {100 * agreement:.1f}%"
     return Verdict(
         model,
-        not (below or disagrees),
+        None if short and not (below or disagrees) else not (below or disagrees),
         n,
         floor,
         scored["accuracy"],
@@ -83,3 +94,13 @@ def agreement_between(a: pd.Series, b: pd.Series) -> float | None:
     if not len(shared):
         return None
     return float((a.loc[shared] == b.loc[shared]).mean())
+
+
+def costs_more(
+    candidate: float | None, in_service: float | None, production: float | None, tie_share: float
+) -> bool:
+    """Whether a candidate's cost per 1k queries is above the router in service's by more than a tie
+    (`tie_share` of production's cost per 1k, as in the promotion rule); unknown costs never block."""
+    if candidate is None or in_service is None or production is None:
+        return False
+    return candidate > in_service + tie_share * production

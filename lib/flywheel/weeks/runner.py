@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from flywheel.serve.app import create_app
 from flywheel.serve.routing import provider_for
 from flywheel.serve.runner import serve_in_thread
 from flywheel.triage.ground_truth import AMBIGUOUS, majority_labels
-from flywheel.weeks.gate import Verdict, agreement_between, judge
+from flywheel.weeks.gate import Verdict, agreement_between, costs_more, judge
 from flywheel.weeks.traffic import (
     SimulatedNow,
     deliver_from_production,
@@ -291,7 +292,7 @@ class Flywheel:
         status = (
             {"should_run": True, "reasons": cycle["reasons"]}  # decided before the run was stopped
             if cycle
-            else cycle_status(self.store, self.cycle_config.collect)
+            else self.trigger(in_service, shadowed)
         )
         entry: dict[str, Any] = {
             "week": week,
@@ -319,6 +320,17 @@ class Flywheel:
             self.run_cycle_of_week(week, entry, in_service, shadowed)
         entry.update(self.week_counts(week, entry["router"], in_service))
         return entry
+
+    def trigger(self, in_service: Entry | None, shadowed: Entry | None) -> dict[str, Any]:
+        """`flywheel status` (new feedback, drift), and the gate's own needs: a candidate at the end of its
+        shadow week, and a router promoted since the last cycle, are judged on an audit of their traffic."""
+        status = cycle_status(self.store, self.cycle_config.collect)
+        reasons = list(status["reasons"])
+        if shadowed is not None:
+            reasons.append(f"{shadowed.model_name} ends a shadow week: the gate judges it")
+        if in_service is not None and self.serving_since.get(in_service.seq, 0) >= self.last_cycle_week:
+            reasons.append(f"{in_service.model_name} served its first week: the gate judges it")
+        return {**status, "should_run": bool(reasons), "reasons": reasons}
 
     def _router_kind(self, entry: Entry | None) -> str:
         if entry is None:
@@ -384,7 +396,14 @@ class Flywheel:
         if new_shadow is not None and (shadowed is None or new_shadow.seq != shadowed.seq):
             self.shadow_since[new_shadow.seq] = week + 1
             entry["events"].append(self._event("shadow", new_shadow.model_name, new_shadow.reason))
-            self.log(f"          {new_shadow.model_name} goes into its shadow week")
+            dearer = self.dearer_than_in_service(new_shadow, now.current)
+            if dearer:  # it could not replace the router in service: no shadow week for it
+                reason = f"week {week}: {dearer}"
+                self.registry.reject(reason)
+                entry["events"].append(self._event("reject", new_shadow.model_name, reason))
+                self.log(f"          rejected {new_shadow.model_name}: {dearer}")
+            else:
+                self.log(f"          {new_shadow.model_name} goes into its shadow week")
         if not self.settings.shadow_week and now.current is not None and now.current != in_service:
             entry["events"].append(self._event("promote", now.current.model_name, now.current.reason))
 
@@ -408,8 +427,13 @@ class Flywheel:
             self.settings.gate.min_reviewed,
             agreement=agreement_between(decided, routed),
             min_agreement=self.settings.gate.min_agreement,
+            to_promote=True,
         )
-        current_shadow = getattr(self.registry.state(), "shadow", None)
+        state = self.registry.state()
+        current_shadow = getattr(state, "shadow", None)
+        dearer = self.dearer_than_in_service(shadowed, state.current)
+        if verdict.passed and dearer:
+            verdict = replace(verdict, passed=False, reason=f"{verdict.reason}, but {dearer}")
         if verdict.passed:
             promoted = self.registry.promote(
                 shadowed.artifact_path,
@@ -426,6 +450,22 @@ class Flywheel:
                 self.registry.reject(reason)
             entry["events"].append(self._event("reject", shadowed.model_name, reason, verdict))
             self.log(f"          rejected {shadowed.model_name}: {verdict.reason}")
+        else:
+            self.log(f"          {shadowed.model_name} stays in shadow: {verdict.reason}")
+
+    def dearer_than_in_service(self, candidate: Entry, in_service: Entry | None) -> str | None:
+        """Why `candidate` should not replace a router in service that holds the gate: it costs more per 1k
+        queries (by each one's own cycle; within `eval.cost_tie_share` of production's cost is a tie)."""
+        if in_service is None:
+            return None
+        ours, theirs = candidate.metrics.get("cost_per_1k"), in_service.metrics.get("cost_per_1k")
+        production = self.latest_models.get("production", {}).get("cost_per_1k")
+        if not costs_more(ours, theirs, production, self.cycle_config.eval.cost_tie_share):
+            return None
+        return (
+            f"it costs ${ours:.4f} per 1k queries, more than the router in service "
+            f"({in_service.model_name}, ${theirs:.4f})"
+        )
 
     def production_decisions(self, interaction_ids: list[str]) -> list[str | None]:
         if not interaction_ids:
