@@ -72,8 +72,8 @@ def test_comes_up_from_scratch_local_only_with_private_credentials(server):
 
 
 def test_push_simulated_panel_through_the_api_pull_and_labels(server, world):
+    from flywheel.core.labels import majority_labels
     from flywheel.demo.panel import SimulatedPanel
-    from flywheel.triage.ground_truth import majority_labels
     from flywheel.triage.review import agreement
 
     out, store = world

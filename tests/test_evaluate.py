@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from flywheel.evaluate.cost import cost_per_1k_from_hardware, cost_per_1k_from_tokens
+from flywheel.core.accuracy import accuracy_with_ci
+from flywheel.core.cost import cost_per_1k_from_tokens
+from flywheel.evaluate.cost import cost_per_1k_from_hardware
 from flywheel.evaluate.metrics import (
-    accuracy_with_ci,
     confusion,
     latency_stats,
     mcnemar_paired,

@@ -1,5 +1,8 @@
 """Training real candidates on a small separable routing task."""
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 from conftest import ROUTING_PHRASES
@@ -61,6 +64,26 @@ def test_trained_candidates_are_not_retrained(tmp_path):
     first = train_all(candidates, task(2), EXPERTS, tmp_path, seed=0)
     again = train_all(candidates, task(2), EXPERTS, tmp_path, seed=0)
     assert "resumed" not in first["tfidf"] and again["tfidf"]["resumed"]
+
+
+def test_a_scikit_learn_candidate_trains_without_importing_the_transformers_trainers(tmp_path):
+    """The finetune stage imports trl, peft and the transformers Trainer only for candidates that need them
+    (~5 s a cycle): a fresh interpreter trains a TF-IDF student and checks what it imported."""
+    script = f"""
+import sys
+import pandas as pd
+from flywheel.core.config import CandidateConfig
+from flywheel.finetune.stage import run_finetune
+from flywheel.finetune.train import select_candidates, train_candidate
+words = ("alpha", "beta")
+rows = [{{"text": f"{{word}} question {{i}}", "label": word}} for i in range(20) for word in words]
+candidate = CandidateConfig(name="tfidf", kind="tfidf_logreg", cv=2)
+select_candidates([candidate])
+train_candidate(candidate, pd.DataFrame(rows), list(words), {str(tmp_path)!r} + "/m", seed=0)
+print(sorted(m for m in ("trl", "peft", "setfit", "transformers.trainer") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_unknown_model_source_is_a_clear_error():

@@ -13,9 +13,10 @@ from conftest import ROUTING_PHRASES
 
 from flywheel.core.config import CandidateConfig
 from flywheel.core.routers import load_router, read_candidate_card
+from flywheel.finetune.encoder import encoder_recipe
 from flywheel.finetune.recipes import check_recipe
 from flywheel.finetune.sft import last_checkpoint
-from flywheel.finetune.train import encoder_recipe, select_candidates, train_candidate
+from flywheel.finetune.train import select_candidates, train_candidate
 
 CATALOG = {
     "it_help": "Laptops, accounts, VPN.",

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flywheel.triage.ground_truth import build_ground_truth, label_interactions, majority_labels, words_only
+from flywheel.core.labels import majority_labels
+from flywheel.triage.ground_truth import build_ground_truth, label_interactions, words_only
 
 EXPERTS = ["it_help", "hr_benefits", "facilities"]
 COLUMNS = ["id", "query_masked", "routed_expert", "satisfied", "timestamp", "tokens_in", "tokens_out"]

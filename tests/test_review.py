@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from flywheel.core.config import ReviewConfig
+from flywheel.core.labels import majority_labels
 from flywheel.demo.panel import SimulatedPanel
-from flywheel.triage.ground_truth import majority_labels
 from flywheel.triage.review import (
     QUESTION_CAUSE,
     QUESTION_EXPERT,

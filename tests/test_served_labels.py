@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from conftest import ROUTING_PHRASES, good_record
 
+from flywheel.core.accuracy import accuracy_with_ci
 from flywheel.core.config import load_config
 from flywheel.core.decisions import NO_EXPERT, ProductionDecisions, production_decisions, production_model
 from flywheel.core.results import TriageResult, write_result
@@ -18,7 +19,7 @@ from flywheel.core.rows import content_hash, to_row
 from flywheel.core.runs import RunDir
 from flywheel.core.schema import Interaction
 from flywheel.evaluate.cascades import ThresholdChoice, cascade_row
-from flywheel.evaluate.metrics import accuracy_with_ci, mcnemar_paired
+from flywheel.evaluate.metrics import mcnemar_paired
 from flywheel.evaluate.scoring import BASELINE, baseline_row
 from flywheel.evaluate.slices import Slices
 from flywheel.evaluate.stage import evaluate_all, run_eval

@@ -124,6 +124,32 @@ def test_time_budget_derives_the_steps_from_the_measured_pace(monkeypatch):
     assert control.should_evaluate and control.should_save
 
 
+def test_min_epochs_run_whatever_the_clock_says(monkeypatch):
+    """A busy machine (10 s a step against a 30 s budget) still trains the recipe's floor of 2 epochs of
+    10 steps, then stops at once; without the floor the clock stops it after 4 steps."""
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(budget_module.time, "perf_counter", lambda: clock.now)
+    args = SimpleNamespace(eval_strategy="epoch", save_strategy="epoch")
+
+    def stopped_at(budget: TimeBudget) -> int | None:
+        state, control = (
+            SimpleNamespace(global_step=0, epoch=0.0),
+            SimpleNamespace(should_training_stop=False),
+        )
+        budget.on_train_begin(args, state, control)
+        for step in range(1, 100):
+            clock.now += 10.0
+            state.global_step, state.epoch = step, step / 10
+            budget.on_step_end(args, state, control)
+            if control.should_training_stop:
+                return step
+        return None
+
+    assert stopped_at(TimeBudget(seconds=30, estimate=False)) == 4  # past 30 s
+    floored = TimeBudget(seconds=30, estimate=False, min_epochs=2)
+    assert stopped_at(floored) == 20 and floored.record()["stopped_by_budget_at_step"] == 20
+
+
 def test_no_budget_never_stops():
     budget = TimeBudget(seconds=None)
     state, control = SimpleNamespace(global_step=5), SimpleNamespace(should_training_stop=False)

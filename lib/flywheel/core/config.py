@@ -345,6 +345,11 @@ class CandidateConfig(_Strict):
     time_budget_s: float | None = Field(
         default=None, gt=0, description="training time budget: steps/epochs/trials derived within it"
     )
+    min_epochs: float | None = Field(
+        default=None,
+        gt=0,
+        description="epochs that always run whatever time_budget_s says (results that do not depend on load)",
+    )
     search_trials: int = Field(default=0, ge=0, description="seeded hyper-parameter search trials (0: none)")
     # endpoint only: a model hosted elsewhere (NIM, vLLM, OpenAI), evaluated by generation; nothing trains
     endpoint: EndpointConfig | None = None

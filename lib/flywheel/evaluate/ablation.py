@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from flywheel.core.accuracy import accuracy_with_ci
 from flywheel.core.routers import load_router
-from flywheel.evaluate.metrics import accuracy_with_ci
 
 COLUMNS = ["train_examples", "accuracy", "ci_low", "ci_high", "ci95", "n"]
 

@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from flywheel.core.accuracy import accuracy_with_ci
 from flywheel.core.cascade import cascade_decisions
-from flywheel.evaluate.metrics import accuracy_with_ci, latency_stats, mcnemar_paired
+from flywheel.evaluate.metrics import latency_stats, mcnemar_paired
 from flywheel.evaluate.slices import Slices, agreement
 
 SUFFIX = "+defer"

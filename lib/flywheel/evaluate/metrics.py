@@ -1,7 +1,8 @@
 """Scoring a router's decisions against the ground truth.
 
 Predictions are expert names, or None when the model's output could not be parsed into one;
-an unparsed prediction always counts as wrong.
+an unparsed prediction always counts as wrong. Accuracy with its interval lives in `flywheel.core.accuracy`
+(the flywheel's gate uses it too).
 
 scikit-learn and statsmodels compute them. Hugging Face `evaluate` is not used: its metrics are scripts
 fetched from the Hub at `evaluate.load`, which fails offline.
@@ -15,34 +16,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.proportion import proportion_confint
+
+from flywheel.core.accuracy import check_lengths, correct
 
 UNPARSED = "(unparsed)"
 EXACT_BELOW = 25  # McNemar: exact binomial test when there are fewer discordant pairs than this
-
-
-def _check_lengths(y_true: Sequence, *preds: Sequence) -> None:
-    if len(y_true) == 0:
-        raise ValueError("no items to score")
-    for pred in preds:
-        if len(pred) != len(y_true):
-            raise ValueError(f"length mismatch: {len(y_true)} true labels, {len(pred)} predictions")
-
-
-def _correct(y_true: Sequence[str], y_pred: Sequence[str | None]) -> np.ndarray:
-    return np.array([p is not None and p == t for t, p in zip(y_true, y_pred, strict=True)], dtype=bool)
-
-
-def accuracy_with_ci(y_true: Sequence[str], y_pred: Sequence[str | None], alpha: float = 0.05) -> dict:
-    """Accuracy with a Wilson score interval at confidence 1 - alpha.
-
-    Returns {"accuracy", "ci_low", "ci_high", "n", "correct"}.
-    """
-    _check_lengths(y_true, y_pred)
-    correct = int(_correct(y_true, y_pred).sum())
-    n = len(y_true)
-    low, high = proportion_confint(correct, n, alpha=alpha, method="wilson")
-    return {"accuracy": correct / n, "ci_low": float(low), "ci_high": float(high), "n": n, "correct": correct}
 
 
 def mcnemar_paired(y_true: Sequence[str], pred_a: Sequence[str | None], pred_b: Sequence[str | None]) -> dict:
@@ -54,8 +32,8 @@ def mcnemar_paired(y_true: Sequence[str], pred_a: Sequence[str | None], pred_b: 
 
     Returns {"a_only_correct", "b_only_correct", "statistic", "p_value", "exact"}.
     """
-    _check_lengths(y_true, pred_a, pred_b)
-    ok_a, ok_b = _correct(y_true, pred_a), _correct(y_true, pred_b)
+    check_lengths(y_true, pred_a, pred_b)
+    ok_a, ok_b = correct(y_true, pred_a), correct(y_true, pred_b)
     a_only, b_only = int((ok_a & ~ok_b).sum()), int((~ok_a & ok_b).sum())
     exact = a_only + b_only < EXACT_BELOW
     if a_only + b_only == 0:
@@ -82,7 +60,7 @@ def per_expert_report(
 
     An unparsed prediction lowers the recall of the true expert and the precision of none.
     """
-    _check_lengths(y_true, y_pred)
+    check_lengths(y_true, y_pred)
     precision, recall, f1, support = precision_recall_fscore_support(
         list(y_true), _fill_unparsed(y_pred), labels=list(labels), zero_division=0
     )
@@ -101,7 +79,7 @@ def confusion(
     `labels`, columns the predicted ones. col_labels is `labels`, plus a last "(unparsed)" column
     only when some prediction is None or names no known expert.
     """
-    _check_lengths(y_true, y_pred)
+    check_lengths(y_true, y_pred)
     labels = list(labels)
     unknown = sorted(set(y_true) - set(labels))
     if unknown:

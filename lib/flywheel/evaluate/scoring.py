@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from flywheel.core.accuracy import accuracy_with_ci
 from flywheel.core.config import EvalConfig
+from flywheel.core.cost import cost_per_1k_from_tokens
 from flywheel.core.decisions import ProductionDecisions
 from flywheel.core.routers import Router, model_size
-from flywheel.evaluate.cost import cost_per_1k_from_hardware, cost_per_1k_from_tokens
-from flywheel.evaluate.metrics import accuracy_with_ci, latency_stats, mcnemar_paired
+from flywheel.evaluate.cost import cost_per_1k_from_hardware
+from flywheel.evaluate.metrics import latency_stats, mcnemar_paired
 from flywheel.evaluate.slices import Slices, agreement
 
 BASELINE = "baseline"

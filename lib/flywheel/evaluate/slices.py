@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flywheel.core.accuracy import accuracy_with_ci
 from flywheel.core.labels import OUT_OF_SCOPE
-from flywheel.evaluate.metrics import accuracy_with_ci
 
 
 def agreement(decisions: Sequence[str | None], production: Sequence[str | None]) -> float:

@@ -12,6 +12,9 @@ two forward/backward passes before training and the steps are planned up front: 
 max_steps, budget x (1 - eval share) / seconds per step); `TimeBudget(estimate=False)` then only watches the
 clock.
 
+`min_epochs` (a recipe's floor) always runs: neither the estimate nor the clock stops training before it, so
+what a model learns up to there does not depend on how busy the machine is; the budget trims only beyond.
+
 `search` runs `search_trials` Optuna trials (TPE sampler, seeded) that split the budget between them; each
 trial trains a model, returns its validation accuracy, and the best trial's folder is kept.
 """
@@ -30,9 +33,15 @@ class TimeBudget(TrainerCallback):
     """Stops a transformers (or SetFit) trainer once the steps that fit in `seconds` are done."""
 
     def __init__(
-        self, seconds: float | None, warmup_steps: int = 3, eval_share: float = 0.15, estimate: bool = True
+        self,
+        seconds: float | None,
+        warmup_steps: int = 3,
+        eval_share: float = 0.15,
+        estimate: bool = True,
+        min_epochs: float | None = None,
     ):
         self.seconds = seconds
+        self.min_epochs = min_epochs
         self.estimate = estimate  # False: the steps were planned before training; only the clock stops it
         self.warmup_steps = warmup_steps
         self.eval_share = eval_share
@@ -56,7 +65,9 @@ class TimeBudget(TrainerCallback):
             left = self.seconds * (1 - self.eval_share) - self.first_step_done
             self.step_budget = max(state.global_step, self.first_step + int(left / self.seconds_per_step))
         over = self.step_budget is not None and state.global_step >= self.step_budget
-        if over or elapsed > self.seconds:  # the estimate, or the clock when evaluations took longer
+        over = over or elapsed > self.seconds  # the estimate, or the clock when evaluations took longer
+        epochs = getattr(state, "epoch", None) or 0
+        if over and (not self.min_epochs or epochs >= self.min_epochs - 1e-9):  # the floor always runs
             self.stopped_at = state.global_step
             control.should_training_stop = True
             control.should_evaluate = args.eval_strategy != "no"
@@ -66,6 +77,7 @@ class TimeBudget(TrainerCallback):
     def record(self) -> dict:
         return {
             "time_budget_s": self.seconds,
+            "min_epochs": self.min_epochs,
             "seconds_per_step_warmup": round(self.seconds_per_step, 3) if self.seconds_per_step else None,
             "step_budget": self.step_budget,
             "stopped_by_budget_at_step": self.stopped_at,

@@ -155,8 +155,9 @@ def _train_once(
     if weighted:
         args.remove_unused_columns = False  # keep `weight` for the loss
     train_data = dataset(train, weighted)
-    planned = _plan_steps(model, args, train_data, DataCollatorWithPadding(tokenizer), budget_s)
-    budget = TimeBudget(budget_s, estimate=False)
+    collator = DataCollatorWithPadding(tokenizer)
+    planned = _plan_steps(model, args, train_data, collator, budget_s, candidate.min_epochs)
+    budget = TimeBudget(budget_s, estimate=False, min_epochs=candidate.min_epochs)
     callbacks = [budget]
     if validation is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=PATIENCE))
@@ -212,9 +213,11 @@ def _train_once(
     }
 
 
-def _plan_steps(model, args, data: Dataset, collator, budget_s: float | None) -> dict:
-    """Set args.max_steps to what fits in the budget (the rule: flywheel.finetune.budget), so the warm-up
-    and decay of the learning rate span the steps that will run."""
+def _plan_steps(
+    model, args, data: Dataset, collator, budget_s: float | None, min_epochs: float | None = None
+) -> dict:
+    """Set args.max_steps to what fits in the budget, but never under `min_epochs` (the rule:
+    flywheel.finetune.budget), so the warm-up and decay of the learning rate span the steps that will run."""
     if not budget_s:
         return {}
     per_batch = args.per_device_train_batch_size
@@ -225,8 +228,9 @@ def _plan_steps(model, args, data: Dataset, collator, budget_s: float | None) ->
     epoch_steps = math.ceil(len(data) / (per_batch * args.gradient_accumulation_steps))
     recipe_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * epoch_steps)
     fit = max(1, int(budget_s * (1 - EVAL_SHARE) / max(seconds, 1e-6)))
-    args.max_steps = min(recipe_steps, fit)
-    planned = {"planned_steps": args.max_steps, "recipe_steps": recipe_steps}
+    floor = math.ceil((min_epochs or 0) * epoch_steps)
+    args.max_steps = min(recipe_steps, max(fit, floor))
+    planned = {"planned_steps": args.max_steps, "recipe_steps": recipe_steps, "fits_in_budget": fit}
     return {**planned, "step_seconds_measured": round(seconds, 3)}
 
 

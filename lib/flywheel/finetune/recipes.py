@@ -16,26 +16,25 @@ import dataclasses
 import difflib
 from typing import Any
 
-from peft import LoraConfig, PromptTuningConfig
-from transformers import TrainingArguments
-from trl import SFTConfig
-
 from flywheel.core.config import CandidateConfig
-
-PEFT_CONFIGS = {"lora": LoraConfig, "prompt_tuning": PromptTuningConfig}
 
 
 def recipe_classes(candidate: CandidateConfig) -> tuple[type, ...]:
     """The config classes whose fields the candidate's recipe may set (zero- and few-shot candidates
-    train nothing but are checked all the same: one may be a trained one's recipe with another method)."""
+    train nothing but are checked all the same: one may be a trained one's recipe with another method).
+    Imported here: a run of scikit-learn students never pays for importing trl and peft."""
     if candidate.kind == "setfit":
         from setfit import TrainingArguments as SetFitArguments
 
         return (SetFitArguments,)
     if candidate.kind not in ("encoder_classifier", "causal_lm"):
         return ()
+    from peft import LoraConfig, PromptTuningConfig
+    from transformers import TrainingArguments
+    from trl import SFTConfig
+
     trainer = SFTConfig if candidate.kind == "causal_lm" else TrainingArguments
-    peft = PEFT_CONFIGS.get(candidate.method)
+    peft = {"lora": LoraConfig, "prompt_tuning": PromptTuningConfig}.get(candidate.method)
     return (trainer, peft) if peft else (trainer,)
 
 

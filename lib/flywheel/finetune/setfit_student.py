@@ -92,7 +92,9 @@ def _train_once(
         head_params={"max_iter": 2000},
     )
     args = setfit_arguments(candidate, len(train), out_dir / "checkpoints", seed)
-    budget = TimeBudget(budget_s * (1 - HEAD_SHARE) if budget_s else None, eval_share=0.0)
+    budget = TimeBudget(
+        budget_s * (1 - HEAD_SHARE) if budget_s else None, eval_share=0.0, min_epochs=candidate.min_epochs
+    )
     data = Dataset.from_dict({"text": train["text"].tolist(), "label": train["label"].astype(str).tolist()})
     trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[budget])
     started = time.perf_counter()

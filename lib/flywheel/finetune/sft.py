@@ -183,7 +183,8 @@ def _train_sft(
     checkpoints = out_dir / "checkpoints"
     resume = last_checkpoint(checkpoints)
     args, config = sft_recipe(candidate, hw, checkpoints, seed, prompt, tokenizer)
-    budget = TimeBudget(candidate.time_budget_s, eval_share=0.0)  # a no-op without a budget
+    # a no-op without a budget
+    budget = TimeBudget(candidate.time_budget_s, eval_share=0.0, min_epochs=candidate.min_epochs)
     trainer = SFTTrainer(
         model=model,
         args=args,

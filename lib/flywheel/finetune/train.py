@@ -1,4 +1,9 @@
-"""Train one candidate router on the ground-truth train split and record how it went."""
+"""Train one candidate router on the ground-truth train split and record how it went.
+
+The trainers of the transformers kinds (encoder, SetFit, causal LM) are imported when a candidate of their
+kind trains: importing trl, peft and the transformers Trainer takes ~5 s, which a flywheel cycle of
+scikit-learn students would otherwise pay every week.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +18,11 @@ import pandas as pd
 from flywheel.core.config import CandidateConfig
 from flywheel.core.results import TriageResult, read_result
 from flywheel.core.routers import load_router, write_candidate_card
-from flywheel.finetune.encoder import encoder_recipe, train_encoder
 from flywheel.finetune.ensemble import train_ensemble
 from flywheel.finetune.linear import train_linear
 from flywheel.finetune.recipes import check_recipe
-from flywheel.finetune.setfit_student import train_setfit
-from flywheel.finetune.sft import last_checkpoint, train_causal
 
-__all__ = ["encoder_recipe", "finetune_run", "select_candidates", "train_all", "train_candidate"]
+__all__ = ["finetune_run", "select_candidates", "train_all", "train_candidate"]
 
 
 def peak_rss_mb() -> float:
@@ -48,12 +50,14 @@ def train_candidate(
     out_dir = Path(out_dir)
     catalog = dict(experts) if isinstance(experts, dict) else dict.fromkeys(experts, "")
     experts = list(catalog)
-    resumable = candidate.kind == "causal_lm" and last_checkpoint(out_dir / "checkpoints") is not None
+    resumable = candidate.kind == "causal_lm" and _resumable_causal_lm(out_dir)
     if out_dir.exists() and not resumable:
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if candidate.kind == "causal_lm":
+        from flywheel.finetune.sft import train_causal
+
         record = train_causal(candidate, train, catalog, out_dir, seed, callbacks)
         if not record:  # not the main process of a multi-GPU launch: it writes nothing
             return record
@@ -64,8 +68,12 @@ def train_candidate(
     elif candidate.kind in ("tfidf_logreg", "embedding_logreg"):
         record = train_linear(candidate, train, experts, out_dir, seed, validation)
     elif candidate.kind == "setfit":
+        from flywheel.finetune.setfit_student import train_setfit
+
         record = train_setfit(candidate, train, experts, out_dir, seed, validation)
     elif candidate.kind == "encoder_classifier":
+        from flywheel.finetune.encoder import train_encoder
+
         record = train_encoder(candidate, train, experts, out_dir, seed, validation)
     elif candidate.kind == "ensemble":  # its members were trained before it, beside it
         member_dirs = {name: out_dir.parent / name for name in candidate.members or []}
@@ -93,6 +101,12 @@ def train_candidate(
     )
     (out_dir / "training.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return record
+
+
+def _resumable_causal_lm(out_dir: Path) -> bool:
+    from flywheel.finetune.sft import last_checkpoint
+
+    return last_checkpoint(out_dir / "checkpoints") is not None
 
 
 def _accuracy(predicted: list, frame: pd.DataFrame) -> float:

@@ -31,8 +31,7 @@ import numpy as np
 import pandas as pd
 
 from flywheel.core.config import REVIEW_POLICIES
-from flywheel.core.labels import AMBIGUOUS, OUT_OF_SCOPE
-from flywheel.triage.ground_truth import majority_labels
+from flywheel.core.labels import AMBIGUOUS, OUT_OF_SCOPE, majority_labels
 
 AUDIT, JUDGE_FLAG, UNCERTAINTY, UNSATISFIED = REVIEW_POLICIES
 POLICY_TASK = {AUDIT: "audit", JUDGE_FLAG: "triage", UNCERTAINTY: "triage", UNSATISFIED: "triage"}

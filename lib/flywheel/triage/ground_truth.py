@@ -34,7 +34,7 @@ import pandas as pd
 from flywheel.core.decisions import ProductionDecisions
 from flywheel.core.embeddings import embed as embed_texts
 from flywheel.core.files import atomic_path, atomic_write_json
-from flywheel.core.labels import AMBIGUOUS
+from flywheel.core.labels import AMBIGUOUS, majority_labels
 from flywheel.core.results import GroundTruthRef
 
 SPLITS = ("train", "validation", "test")
@@ -74,26 +74,6 @@ def words_only(text: str) -> str:
     """Lowercased words, every punctuation mark and run of whitespace as one space: texts that differ only
     in these are duplicates (and one in each split would leak)."""
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", text.lower())).strip()
-
-
-def majority_labels(reviews: pd.DataFrame) -> pd.DataFrame:
-    """One label per reviewed interaction: the experts' majority; a tie becomes ambiguous. `agreement` is the
-    majority's share of the answers."""
-    if reviews.empty:
-        return pd.DataFrame(columns=["interaction_id", "label", "reviewers", "agreement"])
-    rows = []
-    for interaction_id, group in reviews.groupby("interaction_id"):
-        counts = group["correct_expert"].value_counts()
-        tie = len(counts) > 1 and counts.iloc[0] == counts.iloc[1]
-        rows.append(
-            {
-                "interaction_id": interaction_id,
-                "label": AMBIGUOUS if tie else counts.index[0],
-                "reviewers": len(group),
-                "agreement": float(counts.iloc[0] / len(group)),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def _task(reviews: pd.DataFrame, task: str) -> pd.DataFrame:

@@ -23,8 +23,7 @@ from typing import Any
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
-from flywheel.core.labels import AMBIGUOUS, OUT_OF_SCOPE
-from flywheel.triage.ground_truth import majority_labels
+from flywheel.core.labels import AMBIGUOUS, OUT_OF_SCOPE, majority_labels
 
 
 def wilson(successes: int, total: int, alpha: float = 0.05) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from flywheel.evaluate.metrics import accuracy_with_ci
+from flywheel.core.accuracy import accuracy_with_ci
 
 
 @dataclass(frozen=True)
@@ -57,34 +57,24 @@ def judge(
         why = f"{n} audited items this week (fewer than {min_reviewed}): no verdict yet"
         return Verdict(model, None, n, floor, agreement=agreement, reason=why)
     scored = accuracy_with_ci(labels.loc[shared].tolist(), decisions.loc[shared].tolist(), alpha=alpha)
-    below = scored["ci_high"] < floor
-    disagrees = min_agreement is not None and agreement is not None and agreement < min_agreement
     low, high = 100 * scored["ci_low"], 100 * scored["ci_high"]
-    accuracy = f"{100 * scored['accuracy']:.1f}% [{low:.1f}, {high:.1f}]"
-    short = to_promote and scored["accuracy"] < floor
-    if below:
-        reason = f"accuracy {accuracy} on {n} audited items is below the gate's {100 * floor:.1f}%"
-    elif disagrees:
+    accuracy = f"accuracy {100 * scored['accuracy']:.1f}% [{low:.1f}, {high:.1f}] on {n} audited items"
+    gate = f"the gate's {100 * floor:.1f}%"
+    passed: bool | None
+    if scored["ci_high"] < floor:  # surely below: fails (a router in service is rolled back)
+        passed, reason = False, f"{accuracy} is below {gate}"
+    elif min_agreement is not None and agreement is not None and agreement < min_agreement:
+        passed = False
         reason = f"agrees with the router in service on {100 * agreement:.1f}% (< {100 * min_agreement:.0f}%)"
-    elif short:
-        reason = (
-            f"accuracy {accuracy} on {n} audited items is under the gate's {100 * floor:.1f}% but not "
-            "surely below it: no verdict yet"
-        )
+    elif to_promote and scored["accuracy"] < floor:  # a candidate must reach the floor, not only maybe
+        passed = None
+        reason = f"{accuracy} is under {gate} but not surely below it: no verdict yet"
     else:
-        reason = f"accuracy {accuracy} on {n} audited items holds the gate's {100 * floor:.1f}%"
+        passed, reason = True, f"{accuracy} holds {gate}"
         if agreement is not None:
             reason += f"; agreement with the router in service {100 * agreement:.1f}%"
     return Verdict(
-        model,
-        None if short and not (below or disagrees) else not (below or disagrees),
-        n,
-        floor,
-        scored["accuracy"],
-        scored["ci_low"],
-        scored["ci_high"],
-        agreement,
-        reason,
+        model, passed, n, floor, scored["accuracy"], scored["ci_low"], scored["ci_high"], agreement, reason
     )
 
 

@@ -29,7 +29,9 @@ import yaml
 from flywheel.argilla import server as argilla_server
 from flywheel.collect.drift import cycle_status
 from flywheel.core.config import REPO_ROOT, Config, load_config
+from flywheel.core.cost import cost_per_1k_from_tokens
 from flywheel.core.files import atomic_write_json
+from flywheel.core.labels import AMBIGUOUS, majority_labels
 from flywheel.core.registry import Entry, Registry
 from flywheel.core.routers import EndpointRouter
 from flywheel.core.store import Store
@@ -38,11 +40,9 @@ from flywheel.cycle import StageFailed, run_cycle
 from flywheel.demo.generator import PRODUCTION_MODEL
 from flywheel.demo.production_llm import production_app
 from flywheel.demo.weekly import WeeklyWorld
-from flywheel.evaluate.cost import cost_per_1k_from_tokens
 from flywheel.serve.app import create_app
 from flywheel.serve.routing import provider_for
 from flywheel.serve.runner import serve_in_thread
-from flywheel.triage.ground_truth import AMBIGUOUS, majority_labels
 from flywheel.weeks.gate import Verdict, agreement_between, costs_more, judge
 from flywheel.weeks.traffic import (
     SimulatedNow,
