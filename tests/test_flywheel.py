@@ -128,6 +128,66 @@ def _cycle_of_week_past_collect(runs, week: int) -> bool:
     return stages.get("01_collect", {}).get("status") == "done"
 
 
+# Runs `flywheel run` with the registry's promote killing the whole process group right after its write: the
+# gate's first promotion is made, and nothing after it (the week's state, its trajectory) is written.
+KILLED_AFTER_THE_GATES_PROMOTION = """
+import os, signal, sys
+from flywheel.core.registry import Registry
+write = Registry.promote
+def promote_then_die(self, *args, **kwargs):
+    write(self, *args, **kwargs)
+    os.killpg(0, signal.SIGKILL)
+Registry.promote = promote_then_die
+from flywheel.cli import app
+app(sys.argv[1:], prog_name="flywheel")
+"""
+
+
+def outline(trajectory) -> list:
+    """What a run decided week by week (timings and measured costs aside)."""
+    return [
+        (
+            w["week"], w["router"], w["traffic"], w["feedback"], bool(w["cycle_id"]),
+            w["trigger"]["reasons"],
+            [(e["kind"], e["model"]) for e in w["events"]],
+            w["models"].get("production", {}).get("accuracy"),
+        )
+        for w in trajectory["weeks"]
+    ]  # fmt: skip
+
+
+def test_a_flywheel_killed_right_after_its_gate_promoted_does_not_promote_twice(flywheel_run, tmp_path):
+    """Killed between the gate's registry write and the week's saved state, the resumed run replays the gate:
+    the promotion already made is matched, not made again, and the run ends as the one never stopped."""
+    runs = tmp_path / "runs"
+    env = flywheel_env(runs)
+    args = ["run", "--config", str(CONFIG), "--runs-dir", str(runs)]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_THE_GATES_PROMOTION, *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=1800,
+        start_new_session=True,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    (folder,) = runs.glob("flywheel-*")
+    registry = Registry(Store(f"sqlite:///{folder / 'store.db'}"))
+    assert [e.event for e in registry.history()].count("promote") == 1
+    try:
+        _, resumed = run_to_the_end(["--resume", str(folder)], env)
+    finally:
+        subprocess.run([sys.executable, "-m", "flywheel.cli", "argilla", "down"], env=env, cwd=REPO_ROOT)
+    whole_folder, whole = flywheel_run
+    assert outline(resumed) == outline(whole)
+
+    def events(folder):
+        history = Registry(Store(f"sqlite:///{folder / 'store.db'}")).history()
+        return [(e.event, e.model_name) for e in history]
+
+    assert events(folder) == events(whole_folder)
+
+
 def test_a_killed_flywheel_resumes_where_it_stopped(flywheel_run, tmp_path, monkeypatch):
     """Killed (SIGKILL to its process group) during week 2's cycle, `flywheel run --resume` takes that cycle
     up rather than starting another, and ends with the trajectory of the run that was never stopped."""
@@ -154,18 +214,6 @@ def test_a_killed_flywheel_resumes_where_it_stopped(flywheel_run, tmp_path, monk
         subprocess.run([sys.executable, "-m", "flywheel.cli", "argilla", "down"], env=env, cwd=REPO_ROOT)
     assert resumed_folder == folder
     _, whole = flywheel_run
-
-    def outline(trajectory):
-        return [
-            (
-                w["week"], w["router"], w["traffic"], w["feedback"], bool(w["cycle_id"]),
-                w["trigger"]["reasons"],
-                [(e["kind"], e["model"]) for e in w["events"]],
-                w["models"].get("production", {}).get("accuracy"),
-            )
-            for w in trajectory["weeks"]
-        ]  # fmt: skip
-
     assert outline(resumed) == outline(whole)
     cycles = [w["cycle_id"] for w in resumed["weeks"] if w["cycle_id"]]
     assert sorted(p.name for p in (folder / "cycles").glob("2*") if p.is_dir()) == sorted(cycles)

@@ -240,6 +240,10 @@ class Registry:
         """Who serves now (a promotion or the production model) and the stack behind it."""
         return self._state(self.history())
 
+    def state_as_of(self, n_events: int) -> State:
+        """The state after the first `n_events` events (what a writer saw before its later writes)."""
+        return self._state(self.history()[:n_events])
+
     @staticmethod
     def _state(events: list[Entry]) -> State:
         serving_events = [e for e in events if e.event not in (SHADOW, REJECT)]

@@ -32,7 +32,7 @@ from flywheel.core.config import REPO_ROOT, Config, load_config
 from flywheel.core.cost import cost_per_1k_from_tokens
 from flywheel.core.files import atomic_write_json
 from flywheel.core.labels import AMBIGUOUS, majority_labels
-from flywheel.core.registry import Entry, Registry
+from flywheel.core.registry import Entry, Registry, State
 from flywheel.core.routers import EndpointRouter
 from flywheel.core.store import Store
 from flywheel.core.tracking import track_week
@@ -54,6 +54,34 @@ PREFIX = "flywheel-"
 TRAJECTORY = "trajectory.json"
 STATE = "state.json"  # the week loop's own state, for --resume
 FROZEN_CONFIG = "flywheel.yaml"  # the config the flywheel started with, resolved
+
+
+class GateWrites:
+    """The registry writes of one week's gate (rollback, promotion, rejections), made once even when the
+    week is replayed after a kill: the registry holds `start` events when the gate begins (recorded in the
+    week's state before its first write), so on a replay the writes made before the kill are matched in
+    order and returned instead of being made again. `state()` is the registry as the gate has left it so
+    far, never with writes it has not reached yet on this replay."""
+
+    def __init__(self, registry: Registry, start: int):
+        self.registry, self.start, self.done = registry, start, 0
+
+    def write(self, events: tuple[str, ...], make: Callable[[], Entry]) -> Entry:
+        made = self.registry.history()[self.start + self.done :]
+        if made:
+            entry = made[0]
+            if entry.event not in events:
+                raise FlywheelError(
+                    f"the registry changed during this week's gate: expected {'/'.join(events)}, found "
+                    f"{entry.event} of {entry.model_name} (seq {entry.seq})"
+                )
+        else:
+            entry = make()
+        self.done += 1
+        return entry
+
+    def state(self) -> State:
+        return self.registry.state_as_of(self.start + self.done)
 
 
 class FlywheelError(RuntimeError):
@@ -356,6 +384,10 @@ class Flywheel:
         if run.manifest().get("status") != "complete":
             raise FlywheelError(f"week {week}: cycle {run.cycle_id} did not complete ({run.path})")
         summary = json.loads((run.path / "summary.json").read_text())
+        if "registry_events" not in cycle:  # the gate's writes start here (a replay matches them)
+            cycle["registry_events"] = len(self.registry.history())
+            self._save_state()
+        self.gate = GateWrites(self.registry, cycle["registry_events"])
         entry["cycle_id"] = run.cycle_id
         entry["models"] = models_from_summary(summary)
         self.latest_models.update(entry["models"])
@@ -381,7 +413,8 @@ class Flywheel:
                 ci_high=verdict.ci_high,
             )
             if verdict.passed is False:
-                rolled = self.registry.rollback(f"gate, week {week}: {verdict.reason}")
+                reason = f"gate, week {week}: {verdict.reason}"
+                rolled = self.gate.write(("rollback", "production"), lambda: self.registry.rollback(reason))
                 entry["events"].append(self._event("rollback", in_service.model_name, rolled.reason, verdict))
                 self.log(f"          rolled back {in_service.model_name}: {verdict.reason}")
         if shadowed is not None:
@@ -389,7 +422,7 @@ class Flywheel:
             self.judge_shadow(
                 week, entry, shadowed, self.week_labels(first, week), self.week_decisions(first, week)
             )
-        now = self.registry.state()
+        now = self.gate.state()
         new_shadow = getattr(now, "shadow", None)
         if now.current is not None and (in_service is None or now.current.seq != in_service.seq):
             self.serving_since.setdefault(now.current.seq, week)
@@ -399,7 +432,7 @@ class Flywheel:
             dearer = self.dearer_than_in_service(new_shadow, now.current)
             if dearer:  # it could not replace the router in service: no shadow week for it
                 reason = f"week {week}: {dearer}"
-                self.registry.reject(reason)
+                self.gate.write(("reject",), lambda: self.registry.reject(reason))
                 entry["events"].append(self._event("reject", new_shadow.model_name, reason))
                 self.log(f"          rejected {new_shadow.model_name}: {dearer}")
             else:
@@ -429,25 +462,28 @@ class Flywheel:
             min_agreement=self.settings.gate.min_agreement,
             to_promote=True,
         )
-        state = self.registry.state()
+        state = self.gate.state()
         current_shadow = getattr(state, "shadow", None)
         dearer = self.dearer_than_in_service(shadowed, state.current)
         if verdict.passed and dearer:
             verdict = replace(verdict, passed=False, reason=f"{verdict.reason}, but {dearer}")
         if verdict.passed:
-            promoted = self.registry.promote(
-                shadowed.artifact_path,
-                reason=f"shadow week {week}: {verdict.reason}",
-                metrics={**shadowed.metrics, "shadow_week": verdict.as_dict()},
-                cycle_id=entry["cycle_id"],
-                model_name=shadowed.model_name,
+            promoted = self.gate.write(
+                ("promote",),
+                lambda: self.registry.promote(
+                    shadowed.artifact_path,
+                    reason=f"shadow week {week}: {verdict.reason}",
+                    metrics={**shadowed.metrics, "shadow_week": verdict.as_dict()},
+                    cycle_id=entry["cycle_id"],
+                    model_name=shadowed.model_name,
+                ),
             )
             entry["events"].append(self._event("promote", shadowed.model_name, promoted.reason, verdict))
             self.log(f"          promoted {shadowed.model_name}: {verdict.reason}")
         elif verdict.passed is False:
             reason = f"shadow week {week}: {verdict.reason}"
             if current_shadow is not None and current_shadow.seq == shadowed.seq:
-                self.registry.reject(reason)
+                self.gate.write(("reject",), lambda: self.registry.reject(reason))
             entry["events"].append(self._event("reject", shadowed.model_name, reason, verdict))
             self.log(f"          rejected {shadowed.model_name}: {verdict.reason}")
         else:
