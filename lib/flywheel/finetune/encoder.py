@@ -166,7 +166,7 @@ def _train_once(
         args=args,
         train_dataset=train_data,
         eval_dataset=dataset(validation, False) if validation is not None else None,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=_accuracy if validation is not None else None,
         callbacks=callbacks,
