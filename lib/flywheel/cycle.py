@@ -101,6 +101,9 @@ def run_stage(run: RunDir, stage: str, kernel_name: str, progress: bool = True) 
             cwd=str(source.parent),
             progress_bar=progress,
             request_save_on_cell_execute=True,
+            # The cells have written everything (results, store, run files) when the last one returns; a
+            # graceful shutdown only waits ~2.5 s per stage for the kernel's interpreter to tear down.
+            shutdown_kernel="immediate",
         )
     except Exception as err:  # a failing cell, or a kernel that died: the attempt is recorded either way
         cell = getattr(err, "exec_count", None)

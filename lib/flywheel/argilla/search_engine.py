@@ -13,7 +13,7 @@ code talks to a team's own Argilla). A filter or sort it does not understand is 
 This file runs inside the server's own virtualenv (see `argilla_server.py`), never in the workbench's:
 
     <server-venv>/bin/python -P argilla_search_engine.py bootstrap   # migrate the DB, create the owner user
-    <server-venv>/bin/python -P argilla_search_engine.py serve --host 127.0.0.1 --port 6900
+    <server-venv>/bin/python -P argilla_search_engine.py serve --host 127.0.0.1 --port 6900 [--bootstrap]
     <server-venv>/bin/python -P argilla_search_engine.py worker      # background jobs (needs a real Redis)
 
 It imports nothing from `flywheel`.
@@ -503,22 +503,33 @@ async def _bootstrap(username: str, password: str, api_key: str, workspace: str)
             await WorkspaceUser.create(db, workspace_id=ws.id, user_id=user.id)
 
 
+def bootstrap() -> None:
+    """Migrate the database and create the owner user and workspace (idempotent); the engines' connections
+    are closed after, so that a server started next in this process opens its own on its own event loop."""
+    import asyncio
+
+    from argilla_server.cli.database.migrate import migrate_db
+    from argilla_server.database import async_engine, sync_engine
+
+    migrate_db(revision="head")
+
+    async def run() -> None:
+        await _bootstrap(
+            os.environ["FLYWHEEL_ARGILLA_USERNAME"],
+            os.environ["FLYWHEEL_ARGILLA_PASSWORD"],
+            os.environ["FLYWHEEL_ARGILLA_API_KEY"],
+            os.environ["FLYWHEEL_ARGILLA_WORKSPACE"],
+        )
+        await async_engine.dispose()
+
+    asyncio.run(run())
+    sync_engine.dispose()
+
+
 def main(argv: list[str]) -> None:
     command = argv[0] if argv else "serve"
     if command == "bootstrap":
-        import asyncio
-
-        from argilla_server.cli.database.migrate import migrate_db
-
-        migrate_db(revision="head")
-        asyncio.run(
-            _bootstrap(
-                os.environ["FLYWHEEL_ARGILLA_USERNAME"],
-                os.environ["FLYWHEEL_ARGILLA_PASSWORD"],
-                os.environ["FLYWHEEL_ARGILLA_API_KEY"],
-                os.environ["FLYWHEEL_ARGILLA_WORKSPACE"],
-            )
-        )
+        bootstrap()
     elif command == "serve":
         import argparse
 
@@ -527,7 +538,10 @@ def main(argv: list[str]) -> None:
         parser = argparse.ArgumentParser()
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=6900)
+        parser.add_argument("--bootstrap", action="store_true", help="bootstrap first (one interpreter)")
         args = parser.parse_args(argv[1:])
+        if args.bootstrap:
+            bootstrap()
         uvicorn.run("argilla_server:app", host=args.host, port=args.port, access_log=False)
     elif command == "worker":
         from argilla_server.cli.worker import worker

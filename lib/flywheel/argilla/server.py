@@ -356,10 +356,10 @@ def up(port: int | None = None, timeout: float = 180.0, log: Callable[[str], Non
         env = _server_env(creds, redis_mode)
         home = state_dir() / "home"
         marker = home / ".flywheel-bootstrapped"
-        if not (marker.is_file() and (home / "argilla.db").is_file()):
+        # a new home is bootstrapped by the server process itself before it listens (one interpreter start)
+        bootstrap = not (marker.is_file() and (home / "argilla.db").is_file())
+        if bootstrap:
             home.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _run_logged([str(python), "-P", str(PLUGIN), "bootstrap"], env, "bootstrap")
-            _write_private(marker, SERVER_VERSION + "\n")
         _stop("server")
         # A restart keeps its port, so clients (and a push retrying through an outage) find it again;
         # only the default port falls back to a free one when taken. port=0: any free port.
@@ -369,9 +369,8 @@ def up(port: int | None = None, timeout: float = 180.0, log: Callable[[str], Non
         )
         url = f"http://{HOST}:{chosen}"
         started = time.perf_counter()
-        _spawn(
-            "server", [str(python), "-P", str(PLUGIN), "serve", "--host", HOST, "--port", str(chosen)], env
-        )
+        serve = [str(python), "-P", str(PLUGIN), "serve", "--host", HOST, "--port", str(chosen)]
+        _spawn("server", serve + ["--bootstrap"] * bootstrap, env)
         deadline = time.monotonic() + timeout
         while not answers(url, timeout=1.0):
             if not _our_pid("server"):
@@ -383,6 +382,8 @@ def up(port: int | None = None, timeout: float = 180.0, log: Callable[[str], Non
                 raise ArgillaServerError(f"the Argilla server did not answer within {timeout:.0f} s")
             time.sleep(0.1)
         seconds = time.perf_counter() - started
+        if bootstrap:
+            _write_private(marker, SERVER_VERSION + "\n")
         if redis_mode == "redis-server" and not _our_pid("worker"):
             _spawn("worker", [str(python), "-P", str(PLUGIN), "worker"], env)
         state = {
@@ -394,17 +395,6 @@ def up(port: int | None = None, timeout: float = 180.0, log: Callable[[str], Non
         }
         _write_state(state)
         return server_info(creds, state, started=True)
-
-
-def _run_logged(cmd: list[str], env: dict[str, str], component: str) -> None:
-    with _open_log(component) as log:
-        code = subprocess.run(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, umask=PRIVATE_UMASK
-        ).returncode
-    if code != 0:
-        raise ArgillaServerError(
-            f"{component} failed (exit {code}); log {_log_path(component)}:\n{_log_tail(component)}"
-        )
 
 
 def _stop(component: str, grace: float = 10.0) -> bool:
