@@ -34,6 +34,7 @@ CPU_SMOKE = ["--device", "cpu", "--steps", "2"]
 # name -> (script, full-size arguments, quick arguments); a callable is evaluated when the benchmark runs
 BENCHMARKS = {
     "cycle": ("bench/cycle.py", ["--sizes", "test", "demo", "--repeats", "1"], ["--sizes", "test"]),
+    "kernel_shutdown": ("bench/kernel_shutdown.py", ["--repeats", "5"], ["--repeats", "1"]),
     "profile_cycle": ("bench/profile_cycle.py", ["--size", "demo"], ["--size", "test", "--rate", "20"]),
     "ingest": ("bench/ingest.py", ["--records", "1000000"], ["--records", "5000"]),
     "ingest_throughput": ("bench/ingest_throughput.py", [], ["--lines", "2000", "--small", "500"]),

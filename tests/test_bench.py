@@ -76,11 +76,15 @@ def test_router_decision_benchmark_runs_on_a_tiny_model(tmp_path, bench_script):
 
 def test_the_whole_suite_runs_quick(tmp_path, bench_script):
     """`python -m bench --quick`: every benchmark at tiny size (router_decision needs a demo cycle)."""
-    names = ["cycle", "profile_cycle", "ingest", "serve", "sft_step", "gpu_check"]
+    names = ["cycle", "kernel_shutdown", "profile_cycle", "ingest", "serve", "sft_step", "gpu_check"]
     printed = bench_script("-m", "bench", "--quick", "--only", *names, "--out", str(tmp_path), timeout=1800)
     assert printed == str(tmp_path / "results.json")
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(names) <= set(results)
+    shutdown = results["kernel_shutdown"]
+    assert set(shutdown["notebook_seconds_median"]) == {"graceful", "immediate"}
+    for mode, seconds in shutdown["notebook_seconds_median"].items():  # a notebook's time holds its cells'
+        assert seconds > shutdown["cell_seconds_median"][mode] > 0
 
 
 def test_ingest_throughput_benchmark_runs_with_workers(bench_script):
