@@ -4,7 +4,6 @@ models, so a renamed or missing field fails loudly where it is read instead of d
 
 from __future__ import annotations
 
-import resource
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -12,6 +11,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from flywheel.core.files import atomic_write_json, read_json
+from flywheel.core.memory import peak_rss_mb
 from flywheel.core.runs import now_iso
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ Result = TypeVar("Result", bound=StageResult)
 def write_result(run: RunDir, result: StageResult) -> Path:
     """The result as `results/<stage>.json`, with the recording process's peak memory (in a cycle: the
     stage's own kernel)."""
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    result = result.model_copy(update={"recorded_at": now_iso(), "peak_rss_mb": round(peak_mb, 1)})
+    result = result.model_copy(update={"recorded_at": now_iso(), "peak_rss_mb": round(peak_rss_mb(), 1)})
     path = run.results_path(result.stage)
     atomic_write_json(path, {"stage": result.stage, **result.model_dump(mode="json")})
     return path

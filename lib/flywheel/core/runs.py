@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import resource
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from typing import Any
 
 from flywheel.core.config import REPO_ROOT, config_text, load_config
 from flywheel.core.files import atomic_write_json, read_json
+from flywheel.core.memory import peak_rss_mb
 
 STAGES = ("01_collect", "02_triage", "03_finetune", "04_eval")
 NOTEBOOKS = {
@@ -179,8 +179,7 @@ class RunDir:
 
         Adds the peak memory of the process so far: in a cycle that is the stage's own kernel."""
         path = self.results_path(stage)
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-        record = {"stage": stage, "recorded_at": now_iso(), "peak_rss_mb": round(peak_mb, 1), **results}
+        record = {"stage": stage, "recorded_at": now_iso(), "peak_rss_mb": round(peak_rss_mb(), 1), **results}
         atomic_write_json(path, record)
         return path
 

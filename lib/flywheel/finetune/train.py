@@ -8,7 +8,6 @@ scikit-learn students would otherwise pay every week.
 from __future__ import annotations
 
 import json
-import resource
 import shutil
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from flywheel.core.config import CandidateConfig
+from flywheel.core.memory import peak_rss_mb
 from flywheel.core.results import TriageResult, read_result
 from flywheel.core.routers import load_router, write_candidate_card
 from flywheel.finetune.ensemble import train_ensemble
@@ -23,12 +23,6 @@ from flywheel.finetune.linear import train_linear
 from flywheel.finetune.recipes import check_recipe
 
 __all__ = ["finetune_run", "select_candidates", "train_all", "train_candidate"]
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB): in a notebook that trains several
-    candidates it is the peak over all of them up to this one."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def train_candidate(
